@@ -1,0 +1,7 @@
+"""``python -m sgaudit`` is the ``sgaudit`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,68 @@
+"""IP addresses as numbers, so that CIDR membership is a range test any SQL engine can run.
+
+IPv4 addresses become their 32-bit value and IPv6 addresses their 128-bit value (DuckDB UHUGEINT),
+always beside a family (4 or 6) so that the two never cross: ``0.0.0.0/0`` is the range 0..2**32-1 of
+family 4 and does not contain an IPv6 peer whose number happens to be small.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import duckdb
+import pandas as pd
+
+# IPv4 parsing in SQL: it runs over every distinct address and must be vectorised. An octet that is not
+# 0..255 makes TRY_CAST return NULL, and so does the address: it is then reported as malformed.
+IPV4_MACRO = """
+CREATE OR REPLACE MACRO ipv4_num(a) AS (
+    CASE WHEN regexp_full_match(a, '[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}') THEN
+        TRY_CAST(split_part(a, '.', 1) AS UTINYINT)::UHUGEINT * 16777216
+        + TRY_CAST(split_part(a, '.', 2) AS UTINYINT)::UHUGEINT * 65536
+        + TRY_CAST(split_part(a, '.', 3) AS UTINYINT)::UHUGEINT * 256
+        + TRY_CAST(split_part(a, '.', 4) AS UTINYINT)::UHUGEINT
+    END)
+"""
+
+
+def cidr_range(cidr: str) -> tuple[int, int, int]:
+    """``(family, first, last)`` of a CIDR block, as numbers.
+
+    Host bits are ignored (``10.0.0.5/8`` is ``10.0.0.0/8``), as AWS does when it stores a rule.
+    """
+    net = ipaddress.ip_network(cidr.strip(), strict=False)
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+def build_address_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str = "addr") -> None:
+    """Create ``table(addr, family, num)`` for every distinct address in ``source_sql`` (one column ``a``).
+
+    IPv4 is converted in SQL; IPv6 (rare in volume) with Python's `ipaddress`, once per distinct
+    address. An address that parses as neither gets NULL family and number.
+    """
+    con.execute(IPV4_MACRO)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {table} AS
+        SELECT a AS addr,
+               CASE WHEN ipv4_num(a) IS NOT NULL THEN 4 END::TINYINT AS family,
+               ipv4_num(a) AS num
+        FROM (SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL)
+    """)
+    v6 = con.sql(f"SELECT addr FROM {table} WHERE family IS NULL AND addr LIKE '%:%'").df()
+    if v6.empty:
+        return
+    nums = []
+    for a in v6["addr"]:
+        try:
+            ip = ipaddress.IPv6Address(a)
+            nums.append(str(int(ip)))
+        except ValueError:
+            nums.append(None)
+    v6["num"] = nums
+    v6 = v6.dropna()
+    con.register("_v6_nums", pd.DataFrame({"addr": v6["addr"], "num": v6["num"].astype(str)}))
+    con.execute(f"""
+        UPDATE {table} SET family = 6, num = CAST(v.num AS UHUGEINT)
+        FROM _v6_nums v WHERE {table}.addr = v.addr
+    """)
+    con.unregister("_v6_nums")

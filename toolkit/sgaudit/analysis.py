@@ -1,0 +1,281 @@
+"""`analyze`: flow logs + inventory snapshot → rule usage, the one call notebooks and the CLI make.
+
+The stages run in order, each one SQL statement in one DuckDB database kept on disk in a temporary
+folder, so that nothing grows with the input but the disk: read and reduce (per batch of files, with
+a progress bar), bucket and attribute, conversations, match, classify, then the small result tables,
+which come back as pandas DataFrames.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Iterable
+
+import duckdb
+import pandas as pd
+
+from . import conversations, matching, records, reduction, sources, usage
+from .addresses import build_address_table
+from .errors import WindowError
+from .fields import parse_format
+from .inventory import Inventory
+from .inventory import load as load_inventory
+
+#: DuckDB's memory ceiling. Aggregations past it spill to the temporary folder rather than grow.
+DEFAULT_MEMORY_LIMIT = os.environ.get("SGAUDIT_MEMORY_LIMIT", "1GB")
+
+#: A batch of files read by one scan: enough bytes to keep every core busy, few enough to report progress.
+BATCH_BYTES = 256 * 2**20
+BATCH_FILES = 64
+
+BUCKET_TEXT = {
+    "conversation": "in a conversation (matched against rules)",
+    "nodata": "NODATA (no traffic in the interval: coverage only)",
+    "skipdata": "SKIPDATA (records AWS skipped: coverage only)",
+    "malformed": "malformed (see the problems table for file, line and value)",
+    "outside_window": "outside the window (--start/--end)",
+    "unattributable": "unattributable (no interface, or neither address is the interface's)",
+    "interface_not_in_snapshot": "interface not in the snapshot (coverage only)",
+    "no_security_groups": "interface without security groups, e.g. a NAT gateway (coverage only)",
+}
+
+
+def parse_time(value: str | int | float | datetime | pd.Timestamp | None, name: str) -> int | None:
+    """A user's ``--start``/``--end`` as Unix milliseconds: ISO 8601 (naive means UTC) or Unix seconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        return int(float(value) * 1000)
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise WindowError(f"{name}: cannot read {value!r} as a time; use ISO 8601 such as "
+                          "2025-02-06T15:00:00Z, or Unix seconds") from exc
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.timestamp() * 1000)
+
+
+@dataclass
+class Analysis:
+    """The result of `analyze`. Tables are pandas DataFrames, computed when first asked for.
+
+    Attributes
+    ----------
+    inventory : Inventory
+        The snapshot as read.
+    window : tuple of pandas.Timestamp
+        ``(start, end)`` in UTC: the user's ``--start/--end`` where given, else the span of the records.
+    files : list of sources.FlowLogFile
+        The files read, with their layouts.
+    """
+
+    inventory: Inventory
+    window: tuple[pd.Timestamp | None, pd.Timestamp | None]
+    files: list[sources.FlowLogFile]
+    con: duckdb.DuckDBPyConnection = field(repr=False)
+    problems_list: list[dict] = field(default_factory=list, repr=False)
+    _tmpdir: str | None = field(default=None, repr=False)
+
+    @cached_property
+    def observed(self) -> set[str]:
+        """IDs of the interfaces observed in the window."""
+        return usage.observed_interfaces(self.con)
+
+    @cached_property
+    def usage(self) -> pd.DataFrame:
+        """One row per rule: SPEC's usage table."""
+        return usage.usage_table(self.con, self.inventory, self.observed)
+
+    @cached_property
+    def conversations(self) -> pd.DataFrame:
+        """Every accepted conversation, its direction, evidence and the rules that let it through."""
+        return usage.conversations_table(self.con)
+
+    @cached_property
+    def unexplained(self) -> pd.DataFrame:
+        """Accepted conversations that no rule of their interface's groups explains."""
+        return usage.unexplained_table(self.con, self.inventory)
+
+    @cached_property
+    def rejected(self) -> pd.DataFrame:
+        """Rejected attempts per (interface, direction, protocol, port)."""
+        return usage.rejected_table(self.con)
+
+    @cached_property
+    def coverage(self) -> pd.DataFrame:
+        """Per interface: in the snapshot or not, observed or not, records by kind."""
+        return usage.coverage_table(self.con, self.inventory)
+
+    @cached_property
+    def quality(self) -> pd.DataFrame:
+        """Records by bucket; the ``total`` row is the records read, and the buckets add up to it."""
+        counts = dict(self.con.sql("SELECT final_bucket, sum(records) FROM sides GROUP BY 1").fetchall())
+        counts["malformed"] = counts.get("malformed", 0) + sum(
+            1 for p in self.problems_list if p["kind"] == "malformed_line")
+        rows = [{"bucket": b, "records": int(counts.get(b, 0) or 0), "meaning": BUCKET_TEXT[b]}
+                for b in conversations.BUCKETS]
+        rows.append({"bucket": "total", "records": sum(r["records"] for r in rows),
+                     "meaning": "records read (every line or row that is not a header)"})
+        return pd.DataFrame(rows)
+
+    @cached_property
+    def problems(self) -> pd.DataFrame:
+        """Every malformed line (file, line, value, reason), empty file and unresolved reference."""
+        return pd.DataFrame(self.problems_list, columns=["kind", "resource", "line", "value", "detail"])
+
+    def close(self) -> None:
+        """Close the database and remove its temporary folder."""
+        self.con.close()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __del__(self):  # noqa: D105 - best effort; close() is the real API
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def analyze(
+    flow_logs: str | Path | Iterable[str | Path],
+    inventory: str | Path | Inventory,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    log_format: str | None = None,
+    *,
+    threads: int | None = None,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    progress: Callable[[int, int], None] | None = None,
+    workdir: str | Path | None = None,
+) -> Analysis:
+    """Tell, for every security group rule, whether flow logs show it used.
+
+    Parameters
+    ----------
+    flow_logs : path or list of paths
+        Flow-log files or folders (walked recursively): text (plain or gzip) with or without a header
+        line, Parquet, or CloudWatch Logs JSON exports; different layouts may be mixed.
+    inventory : path or Inventory
+        The snapshot folder (see `sgaudit.inventory`), or one already loaded.
+    start, end : str or datetime, optional
+        The window ``[start, end)``: records whose ``start`` is outside it are counted, not used.
+        ISO 8601 (naive means UTC) or Unix seconds. Default: the span of the records.
+    log_format : str, optional
+        The log format of files without a header line (``${version} ${srcaddr} …`` or plain names).
+        Default: the version-2 default format.
+    threads : int, optional
+        DuckDB threads; default all cores.
+    memory_limit : str
+        DuckDB's memory ceiling (``"1GB"``); larger work spills to disk.
+    progress : callable, optional
+        Called as ``progress(files_done, files_total)`` after each batch of files.
+    workdir : path, optional
+        Where the temporary database lives (default: the system's temporary folder).
+
+    Returns
+    -------
+    Analysis
+    """
+    lo = parse_time(start, "--start")
+    hi = parse_time(end, "--end")
+    if lo is not None and hi is not None and lo >= hi:
+        raise WindowError(f"--start {start} is not before --end {end}; the window would be empty")
+    inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
+    fmt = parse_format(log_format) if log_format else None
+    paths = [flow_logs] if isinstance(flow_logs, (str, Path)) else list(flow_logs)
+    files = [sources.sniff(p, fmt) for p in sources.discover(paths)]
+
+    tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
+    con = duckdb.connect(os.path.join(tmpdir, "sgaudit.duckdb"))
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET temp_directory = '{os.path.join(tmpdir, 'spill')}'")
+    con.execute("SET preserve_insertion_order = false")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    result = Analysis(inv, (None, None), files, con, [], tmpdir)
+    problems = result.problems_list
+    problems += [{"kind": p["kind"], "resource": p["resource"], "detail": p["detail"]} for p in inv.problems]
+    problems += [{"kind": "empty_file", "resource": str(f.path), "detail": "the file holds no records"}
+                 for f in files if f.kind == "empty"]
+
+    _reduce(con, files, Path(tmpdir), lo, hi, progress)
+    for path, line, text, reason in records.rejected_lines(con):
+        problems.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
+                         "detail": reason})
+
+    matching.load_inventory_tables(con, inv)
+    build_address_table(con, "SELECT srcaddr AS a FROM flows UNION ALL SELECT dstaddr AS a FROM flows")
+    con.execute(conversations.sides_sql())
+    for value, n in con.sql("""
+            SELECT coalesce(srcaddr, '-') || ' > ' || coalesce(dstaddr, '-') || ' ' || coalesce(action, '-')
+                   || ' ' || coalesce(log_status, '-'), sum(records)
+            FROM sides WHERE final_bucket = 'malformed' GROUP BY 1 ORDER BY 2 DESC LIMIT 100""").fetchall():
+        problems.append({"kind": "malformed_record", "resource": "", "value": value,
+                         "detail": f"{int(n)} record(s): an unparseable address, an unknown action, log-status "
+                                   "or flow-direction, or a missing start, end, protocol or port"})
+    con.execute(conversations.CONVERSATIONS_SQL)
+    con.execute(matching.KEY_MATCHES_SQL)
+    con.execute(matching.KEY_COUNTS_SQL)
+    con.execute(conversations.classify_sql())
+    con.execute(matching.CONVERSATION_RULES_SQL)
+
+    span = con.sql("""SELECT min(first_ms), max(last_ms) FROM sides
+                      WHERE final_bucket NOT IN ('malformed', 'outside_window')""").fetchall()[0]
+    w_lo = lo if lo is not None else span[0]
+    w_hi = hi if hi is not None else span[1]
+    result.window = tuple(pd.Timestamp(v, unit="ms", tz="UTC") if v is not None else None
+                          for v in (w_lo, w_hi))  # type: ignore[assignment]
+    return result
+
+
+def _batches(files: list[sources.FlowLogFile]) -> list[list[sources.FlowLogFile]]:
+    out, cur, size = [], [], 0
+    for f in files:
+        cur.append(f)
+        size += f.path.stat().st_size
+        if size >= BATCH_BYTES or len(cur) >= BATCH_FILES:
+            out.append(cur)
+            cur, size = [], 0
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress) -> None:
+    """Read every file and reduce its records to directed flows in the ``flows`` table."""
+    lo_ms = lo if lo is not None else -(2**62)
+    hi_ms = hi if hi is not None else 2**62
+    created = False
+    done = 0
+    total = len(files)
+    for batch in _batches(files):
+        for group in records.group_files(batch):
+            sql = reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms)
+            try:
+                if created:
+                    con.execute(f"INSERT INTO flows {sql}")
+                else:
+                    con.execute(f"CREATE TABLE flows AS {sql}")
+                    created = True
+            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+                records.raise_read_error(exc, group)
+        done += len(batch)
+        if progress:
+            progress(done, total)
+    if not created:
+        # No records at all (only empty files): an empty table of the right shape keeps the rest simple.
+        empty = ("(SELECT * FROM (SELECT NULL::VARCHAR AS interface_id, NULL::VARCHAR AS srcaddr, "
+                 "NULL::VARCHAR AS dstaddr, NULL::USMALLINT AS srcport, NULL::USMALLINT AS dstport, "
+                 "NULL::UTINYINT AS protocol, NULL::BIGINT AS packets, NULL::BIGINT AS bytes, "
+                 "NULL::BIGINT AS start, NULL::BIGINT AS \"end\", NULL::VARCHAR AS action, "
+                 "NULL::VARCHAR AS log_status, NULL::SMALLINT AS tcp_flags, "
+                 "NULL::VARCHAR AS flow_direction) WHERE FALSE)")
+        con.execute(f"CREATE TABLE flows AS {reduction.reduce_sql(empty, lo_ms, hi_ms)}")

@@ -1,0 +1,128 @@
+"""The ``sgaudit`` command: a thin layer over `sgaudit.analyze`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import __version__
+from .analysis import Analysis, analyze
+from .errors import SgauditError
+from .output import companion, write_table
+
+COMPANIONS = ("unexplained", "rejected", "quality", "coverage", "problems")
+STATUSES = ("used", "attempted", "unused", "unobserved", "unattached")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sgaudit",
+        description="Tell which AWS security group rules are used, proved from VPC Flow Logs.",
+    )
+    p.add_argument("--version", action="version", version=f"sgaudit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    u = sub.add_parser(
+        "usage", help="write the per-rule usage table",
+        description="Read flow logs and an inventory snapshot; write one row per security group rule "
+                    "with its status, evidence, connections, peers, ports and first/last seen. Companion "
+                    "tables (unexplained, rejected, quality, coverage, problems) are written beside --out "
+                    "as OUT.<name>.<ext>.",
+    )
+    u.add_argument("--flow-logs", nargs="+", required=True, metavar="PATH",
+                   help="flow-log files or folders (S3 key layout, plain or Hive-style), text/gzip/Parquet/"
+                        "CloudWatch JSON; several layouts may be mixed")
+    u.add_argument("--inventory", required=True, metavar="DIR",
+                   help="inventory snapshot folder (AWS CLI JSON: security-group-rules.json, …)")
+    u.add_argument("--format", dest="log_format", metavar="STR",
+                   help="log format of files without a header line, e.g. '${version} ${account-id} …' "
+                        "(default: the version-2 default format)")
+    u.add_argument("--start", metavar="T", help="window start, ISO 8601 or Unix seconds (default: first record)")
+    u.add_argument("--end", metavar="T", help="window end, exclusive (default: last record)")
+    u.add_argument("--out", required=True, metavar="FILE", help="usage table: .csv, .jsonl or .parquet")
+    u.add_argument("--threads", type=int, metavar="N", help="DuckDB threads (default: all cores)")
+    u.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="DuckDB memory ceiling before spilling to disk (default 1GB)")
+    u.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="file", desc="reading flow logs", file=sys.stderr, disable=None, leave=False)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def summary(result: Analysis, elapsed: float | None = None) -> str:
+    """The one-screen summary: window, rules by status, records by bucket, what needs a look."""
+    lo, hi = result.window
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    lines = [
+        f"window      {lo.strftime(fmt) if lo is not None else '-'} .. {hi.strftime(fmt) if hi is not None else '-'}",
+        f"files       {len(result.files)} read"
+        + (f" in {elapsed:.1f} s" if elapsed is not None else ""),
+    ]
+    cov = result.coverage
+    snap = cov[cov["in_snapshot"]]
+    lines.append(f"interfaces  {int(snap['observed'].sum())} of {len(snap)} in the snapshot observed; "
+                 f"{int((~cov['in_snapshot']).sum())} in the logs but not in the snapshot")
+    counts = result.usage["status"].value_counts()
+    lines.append(f"rules       {len(result.usage)}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
+    lines.append("records")
+    q = result.quality
+    for row in q.itertuples(index=False):
+        if row.bucket == "total":
+            lines.append(f"  {row.records:>12,}  total read (the buckets above add up to it)")
+        elif row.records:
+            lines.append(f"  {row.records:>12,}  {row.meaning}")
+    lines.append(f"unexplained {len(result.unexplained)} accepted conversation(s) no rule explains")
+    lines.append(f"rejected    {len(result.rejected)} (interface, direction, protocol, port) with rejected attempts")
+    if len(result.problems):
+        kinds = result.problems["kind"].value_counts()
+        lines.append("problems    " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
+    return "\n".join(lines)
+
+
+def _usage(args: argparse.Namespace) -> int:
+    bar, update = _progress_bar(not args.no_progress)
+    t0 = time.perf_counter()
+    kwargs = {"memory_limit": args.memory_limit} if args.memory_limit else {}
+    try:
+        result = analyze(args.flow_logs, args.inventory, start=args.start, end=args.end,
+                         log_format=args.log_format, threads=args.threads, progress=update, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        written = [write_table(result.usage, args.out)]
+        for name in COMPANIONS:
+            written.append(write_table(getattr(result, name), companion(args.out, name)))
+        print(summary(result, time.perf_counter() - t0))
+        print("wrote       " + "\n            ".join(str(p) for p in written))
+    finally:
+        result.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 on an error sgaudit explains)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "usage":
+            return _usage(args)
+    except SgauditError as exc:
+        print(f"sgaudit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sgaudit: interrupted", file=sys.stderr)
+        return 130
+    return 1

@@ -1,0 +1,58 @@
+"""Writing result tables as CSV, JSON lines or Parquet, chosen by the file's extension."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import SgauditError
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def iso_utc(s: pd.Series) -> pd.Series:
+    """tz-aware times → ISO 8601 strings in UTC with a ``Z`` (``2025-02-06T15:04:13Z``); empty when missing.
+
+    Milliseconds are written only when a time has them, so whole-second times read as AWS writes them.
+    """
+    def one(t: pd.Timestamp) -> str:
+        if pd.isna(t):
+            return ""
+        ms = t.microsecond // 1000
+        return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}" if ms else "") + "Z"
+
+    return pd.Series([one(t) for t in s.dt.tz_convert("UTC")], index=s.index, dtype=object)
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` to ``path`` in the format its extension names.
+
+    Raises
+    ------
+    SgauditError
+        For an extension other than .csv, .jsonl/.json/.ndjson or .parquet.
+    """
+    path = Path(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise SgauditError(f"{path}: unknown output extension {path.suffix!r}; use .csv, .jsonl or .parquet")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        df.to_parquet(path, index=False)
+        return path
+    text = df.copy()
+    for col in text.columns:
+        if isinstance(text[col].dtype, pd.DatetimeTZDtype):
+            text[col] = iso_utc(text[col])
+    if kind == "csv":
+        text.to_csv(path, index=False)
+    else:
+        text.to_json(path, orient="records", lines=True)
+    return path
+
+
+def companion(path: str | Path, name: str) -> Path:
+    """``usage.csv`` → ``usage.<name>.csv``: where the companion tables of an output go."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{name}{path.suffix}")

@@ -1,0 +1,192 @@
+"""Matched conversations → the tables users read (SPEC "The usage table").
+
+All of these are small (one row per rule, per interface, per rejected port…) and come back as pandas
+DataFrames; the per-conversation tables stay in DuckDB until asked for.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from .inventory import Inventory
+
+#: SPEC's usage table, exactly, in order.
+USAGE_COLUMNS = [
+    "group_id", "group_name", "rule_id", "direction", "protocol", "from_port", "to_port", "peer", "status",
+    "evidence", "connections", "exclusive", "peers", "ports", "first_seen", "last_seen", "bytes", "packets",
+]
+
+EVIDENCE_RANK = {"established": 3, "inferred": 2, "attempted": 1}
+
+RULE_STATS_SQL = """
+WITH cr AS (
+    SELECT r.rule_id, c.conversation_id, c.family, c.peer_num, c.port, c.evidence,
+           c.first_ms, c.last_ms, c.bytes, c.packets,
+           count(*) OVER (PARTITION BY c.conversation_id) AS n_rules
+    FROM conversation_rules r JOIN classified c USING (conversation_id)
+)
+SELECT rule_id,
+    max(CASE evidence WHEN 'established' THEN 3 WHEN 'inferred' THEN 2 WHEN 'attempted' THEN 1 END) AS best,
+    count(DISTINCT conversation_id) AS connections,
+    sum(CASE WHEN n_rules = 1 THEN 1 ELSE 0 END) AS exclusive,
+    count(DISTINCT (family, peer_num)) AS peers,
+    list_sort(list_distinct(list(port))) AS port_list,
+    min(first_ms) AS first_ms, max(last_ms) AS last_ms,
+    sum(bytes) AS bytes, sum(packets) AS packets
+FROM cr GROUP BY rule_id
+"""
+
+
+def observed_interfaces(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Interfaces with any sound record in the window (OK, REJECT, NODATA or SKIPDATA)."""
+    rows = con.sql("""
+        SELECT DISTINCT interface_id FROM sides
+        WHERE interface_id IS NOT NULL AND final_bucket NOT IN ('malformed', 'outside_window')
+    """).fetchall()
+    return {r[0] for r in rows}
+
+
+def ms_to_utc(s: pd.Series) -> pd.Series:
+    """Unix milliseconds → tz-aware UTC timestamps (NaT for missing)."""
+    return pd.to_datetime(pd.to_numeric(s, errors="coerce"), unit="ms", utc=True)
+
+
+def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[str]) -> pd.DataFrame:
+    """One row per rule of the inventory with its status and what it carried.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        Holding ``classified`` and ``conversation_rules``.
+    inv : Inventory
+    observed : set of str
+        Interface IDs observed in the window.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns `USAGE_COLUMNS`; times tz-aware UTC.
+    """
+    stats = con.sql(RULE_STATS_SQL).df()
+    rules = inv.rules.merge(inv.groups[["group_id", "group_name"]], on="group_id", how="left")
+    df = rules.merge(stats, on="rule_id", how="left")
+
+    attached = inv.interface_groups.groupby("group_id")["interface_id"].apply(set).to_dict()
+    best_name = {v: k for k, v in EVIDENCE_RANK.items()}
+
+    def status(row) -> str:
+        ifaces = attached.get(row.group_id, set())
+        if not ifaces:
+            return "unattached"
+        if row.best == 3 or row.best == 2:
+            return "used"
+        if row.best == 1:
+            return "attempted"
+        return "unused" if ifaces & observed else "unobserved"
+
+    df["status"] = [status(r) for r in df.itertuples(index=False)]
+    df["evidence"] = [best_name.get(b, "") if pd.notna(b) else "" for b in df["best"]]
+    df["direction"] = df["is_egress"].map({True: "egress", False: "ingress"})
+    df["protocol"] = df["ip_protocol"]
+    for col in ("connections", "exclusive", "peers", "bytes", "packets"):
+        df[col] = pd.to_numeric(df[col]).fillna(0).astype("int64")
+    df["ports"] = [_ports(p) for p in df["port_list"]]
+    df["first_seen"] = ms_to_utc(df["first_ms"])
+    df["last_seen"] = ms_to_utc(df["last_ms"])
+    df["group_name"] = df["group_name"].fillna("")
+    return df[USAGE_COLUMNS].sort_values(["group_id", "direction", "rule_id"], kind="stable").reset_index(drop=True)
+
+
+def _ports(value) -> str:
+    """The distinct ports that counted, ascending, comma-separated (empty for port-less traffic)."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return ",".join(str(int(p)) for p in sorted(p for p in value if p is not None and not pd.isna(p)))
+
+
+CONVERSATIONS_VIEW = """
+SELECT c.conversation_id, c.interface_id, c.direction, c.protocol, c.local_addr AS local_address,
+       c.local_port, c.peer_addr AS peer, c.peer_port, c.port, c.evidence,
+       c.acc_p + c.acc_l AS accepted_records, c.rej_p + c.rej_l AS rejected_records,
+       c.packets, c.bytes, c.first_ms, c.last_ms,
+       c.acc_p_syn = 1 AS peer_syn, c.acc_p_synack = 1 AS peer_synack,
+       c.acc_l_syn = 1 AS local_syn, c.acc_l_synack = 1 AS local_synack,
+       coalesce(r.rules, '') AS rules, coalesce(r.n, 0) AS rule_count
+FROM classified c
+LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules, count(*) AS n
+           FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+"""
+
+
+def _times(df: pd.DataFrame, first: str = "first_ms", last: str = "last_ms") -> pd.DataFrame:
+    df.insert(df.columns.get_loc(first), "first_seen", ms_to_utc(df[first]))
+    df.insert(df.columns.get_loc(last), "last_seen", ms_to_utc(df[last]))
+    return df.drop(columns=[first, last])
+
+
+def conversations_table(con: duckdb.DuckDBPyConnection, where: str = "accepted") -> pd.DataFrame:
+    """Accepted conversations with direction, evidence and the rules that matched them."""
+    df = con.sql(f"{CONVERSATIONS_VIEW} WHERE {where} ORDER BY c.conversation_id").df()
+    return _times(df)
+
+
+def unexplained_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFrame:
+    """Accepted conversations that no rule of the interface's groups explains."""
+    df = conversations_table(con, where="c.accepted AND r.n IS NULL").drop(columns=["rules", "rule_count"])
+    groups = inv.interfaces.set_index("interface_id")["group_ids"]
+    df.insert(2, "group_ids", df["interface_id"].map(groups).fillna(""))
+    return df
+
+
+REJECTED_SQL = """
+SELECT interface_id, direction, protocol, port,
+       count(DISTINCT (peer_num, peer_port)) AS attempts,
+       count(DISTINCT peer_num) AS peers,
+       sum(rej_p + rej_l) AS records,
+       min(rej_first_ms) AS first_ms, max(rej_last_ms) AS last_ms,
+       bool_or(accepted) AS also_accepted
+FROM classified WHERE rej_p + rej_l > 0
+GROUP BY ALL ORDER BY attempts DESC, interface_id, direction, protocol, port
+"""
+
+
+def rejected_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """REJECT records per (interface, direction, protocol, port), counting distinct (peer, peer port).
+
+    A REJECT can come from a security group, a network ACL, or a packet arriving after the connection
+    closed; ``likely_cause`` says which is likelier, never more.
+    """
+    df = _times(con.sql(REJECTED_SQL).df())
+    df["likely_cause"] = [
+        "network ACL or late packet (other packets of the same conversation were accepted)" if a
+        else "security group or network ACL" for a in df["also_accepted"]
+    ]
+    return df.drop(columns=["also_accepted"])
+
+
+def coverage_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFrame:
+    """Per interface (in the snapshot or in the logs): observed or not, and how many records of each kind."""
+    seen = con.sql("""
+        SELECT interface_id,
+            sum(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') THEN records ELSE 0 END)
+                AS records,
+            sum(CASE WHEN final_bucket = 'nodata' THEN records ELSE 0 END) AS nodata,
+            sum(CASE WHEN final_bucket = 'skipdata' THEN records ELSE 0 END) AS skipdata,
+            sum(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') AND action = 'REJECT'
+                THEN records ELSE 0 END) AS rejected,
+            min(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') THEN first_ms END) AS first_ms,
+            max(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') THEN last_ms END) AS last_ms
+        FROM sides WHERE interface_id IS NOT NULL GROUP BY interface_id
+    """).df()
+    snap = inv.interfaces[["interface_id", "interface_type", "description", "group_ids", "instance_id"]]
+    df = snap.merge(seen, on="interface_id", how="outer")
+    df["in_snapshot"] = df["interface_id"].isin(set(snap["interface_id"]))
+    for col in ("records", "nodata", "skipdata", "rejected"):
+        df[col] = pd.to_numeric(df[col]).fillna(0).astype("int64")
+    df["observed"] = df["records"] > 0
+    df["group_ids"] = df["group_ids"].fillna("")
+    df = _times(df)
+    cols = ["interface_id", "in_snapshot", "observed", "interface_type", "description", "instance_id",
+            "group_ids", "records", "rejected", "nodata", "skipdata", "first_seen", "last_seen"]
+    return df[cols].sort_values("interface_id").reset_index(drop=True)
