@@ -66,3 +66,25 @@ def build_address_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: 
         FROM _v6_nums v WHERE {table}.addr = v.addr
     """)
     con.unregister("_v6_nums")
+
+
+def build_ipv6_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str = "addr") -> None:
+    """Create ``table(addr, family, num)`` for the distinct IPv6 addresses of ``source_sql`` (column ``a``).
+
+    IPv4 needs no table: `IPV4_MACRO` converts it inline. IPv6 is converted with Python's `ipaddress`,
+    once per distinct address; one that does not parse is left out, and so reads as malformed.
+    """
+    con.execute(IPV4_MACRO)
+    v6 = con.sql(f"SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL").fetchall()
+    rows = []
+    for (a,) in v6:
+        try:
+            rows.append((a, str(int(ipaddress.IPv6Address(a)))))
+        except ValueError:
+            pass
+    con.register("_v6_nums", pd.DataFrame(rows, columns=["addr", "num"], dtype=str))
+    con.execute(f"""
+        CREATE OR REPLACE TABLE {table} AS
+        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num FROM _v6_nums
+    """)
+    con.unregister("_v6_nums")

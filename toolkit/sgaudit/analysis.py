@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -21,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from . import conversations, matching, records, reduction, sources, usage
-from .addresses import build_address_table
+from .addresses import build_address_table, build_ipv6_table
 from .errors import WindowError
 from .fields import parse_format
 from .inventory import Inventory
@@ -29,10 +30,6 @@ from .inventory import load as load_inventory
 
 #: DuckDB's memory ceiling. Aggregations past it spill to the temporary folder rather than grow.
 DEFAULT_MEMORY_LIMIT = os.environ.get("SGAUDIT_MEMORY_LIMIT", "1GB")
-
-#: A batch of files read by one scan: enough bytes to keep every core busy, few enough to report progress.
-BATCH_BYTES = 256 * 2**20
-BATCH_FILES = 64
 
 BUCKET_TEXT = {
     "conversation": "in a conversation (matched against rules)",
@@ -116,7 +113,7 @@ class Analysis:
     @cached_property
     def quality(self) -> pd.DataFrame:
         """Records by bucket; the ``total`` row is the records read, and the buckets add up to it."""
-        counts = dict(self.con.sql("SELECT final_bucket, sum(records) FROM sides GROUP BY 1").fetchall())
+        counts = dict(self.con.sql("SELECT bucket, sum(records) FROM buckets GROUP BY 1").fetchall())
         counts["malformed"] = counts.get("malformed", 0) + sum(
             1 for p in self.problems_list if p["kind"] == "malformed_line")
         rows = [{"bucket": b, "records": int(counts.get(b, 0) or 0), "meaning": BUCKET_TEXT[b]}
@@ -194,7 +191,9 @@ def analyze(
     files = [sources.sniff(p, fmt) for p in sources.discover(paths)]
 
     tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
-    con = duckdb.connect(os.path.join(tmpdir, "sgaudit.duckdb"))
+    # In memory, spilling to temp_directory past memory_limit: the tables are written once and read a
+    # few times, so a database file would only add writes.
+    con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{os.path.join(tmpdir, 'spill')}'")
     con.execute("SET preserve_insertion_order = false")
@@ -206,29 +205,20 @@ def analyze(
     problems += [{"kind": "empty_file", "resource": str(f.path), "detail": "the file holds no records"}
                  for f in files if f.kind == "empty"]
 
-    _reduce(con, files, Path(tmpdir), lo, hi, progress)
+    statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
     for path, line, text, reason in records.rejected_lines(con):
         problems.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
                          "detail": reason})
 
     matching.load_inventory_tables(con, inv)
-    build_address_table(con, "SELECT srcaddr AS a FROM flows UNION ALL SELECT dstaddr AS a FROM flows")
-    con.execute(conversations.sides_sql())
-    for value, n in con.sql("""
-            SELECT coalesce(srcaddr, '-') || ' > ' || coalesce(dstaddr, '-') || ' ' || coalesce(action, '-')
-                   || ' ' || coalesce(log_status, '-'), sum(records)
-            FROM sides WHERE final_bucket = 'malformed' GROUP BY 1 ORDER BY 2 DESC LIMIT 100""").fetchall():
-        problems.append({"kind": "malformed_record", "resource": "", "value": value,
-                         "detail": f"{int(n)} record(s): an unparseable address, an unknown action, log-status "
-                                   "or flow-direction, or a missing start, end, protocol or port"})
-    con.execute(conversations.CONVERSATIONS_SQL)
-    con.execute(matching.KEY_MATCHES_SQL)
-    con.execute(matching.KEY_COUNTS_SQL)
+    _conversations(con, statements)
+    problems += _malformed_records(con)
+    con.execute(matching.CANDIDATES_SQL)
     con.execute(conversations.classify_sql())
     con.execute(matching.CONVERSATION_RULES_SQL)
 
-    span = con.sql("""SELECT min(first_ms), max(last_ms) FROM sides
-                      WHERE final_bucket NOT IN ('malformed', 'outside_window')""").fetchall()[0]
+    span = con.sql("""SELECT min(first_ms), max(last_ms) FROM buckets
+                      WHERE bucket NOT IN ('malformed', 'outside_window')""").fetchall()[0]
     w_lo = lo if lo is not None else span[0]
     w_hi = hi if hi is not None else span[1]
     result.window = tuple(pd.Timestamp(v, unit="ms", tz="UTC") if v is not None else None
@@ -236,38 +226,99 @@ def analyze(
     return result
 
 
-def _batches(files: list[sources.FlowLogFile]) -> list[list[sources.FlowLogFile]]:
-    out, cur, size = [], [], 0
-    for f in files:
-        cur.append(f)
-        size += f.path.stat().st_size
-        if size >= BATCH_BYTES or len(cur) >= BATCH_FILES:
-            out.append(cur)
-            cur, size = [], 0
-    if cur:
-        out.append(cur)
+def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
+    """Reduced rows → oriented rows → conversations and per-interface bucket counts."""
+    unresolved = con.sql("SELECT count(*) FROM reduced WHERE bucket = 'ok' AND NOT resolved").fetchall()[0][0]
+    if unresolved:
+        build_address_table(con, "SELECT a_addr AS a FROM reduced WHERE bucket = 'ok' AND NOT resolved "
+                                 "UNION ALL SELECT b_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved",
+                            table="addr")
+        con.execute(conversations.V2_SIDES_SQL)
+    else:
+        con.execute("CREATE OR REPLACE TABLE v2_sides (interface_id VARCHAR, a_addr VARCHAR, b_addr VARCHAR, "
+                    "local_is_b BOOLEAN)")
+    con.execute(conversations.ORIENTED_SQL)
+    # The reduction's rows already are conversations when one statement read every record and each
+    # record said its direction; otherwise rows of one conversation may be several, and are summed.
+    merged = statements == 1 and not unresolved
+    con.execute(conversations.CONVERSATIONS_RAW_VIEW if merged else conversations.CONVERSATIONS_RAW_SQL)
+    build_ipv6_table(con, "SELECT peer_addr AS a FROM conv_raw WHERE peer_addr LIKE '%:%'", table="addr")
+    con.execute(conversations.CONVERSATIONS_SQL)
+    con.execute(conversations.BUCKETS_SQL)
+
+
+def _malformed_records(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Conversations whose peer address is neither IPv4 nor IPv6, for the problems table."""
+    rows = con.sql("""
+        SELECT interface_id, peer_addr, sum(records) FROM conversations WHERE family IS NULL
+        GROUP BY ALL ORDER BY 3 DESC LIMIT 1000
+    """).fetchall()
+    out = [{"kind": "malformed_record", "resource": iface, "value": peer,
+            "detail": f"{int(n)} record(s) whose peer address is neither IPv4 nor IPv6"}
+           for iface, peer, n in rows]
+    rows = con.sql("""
+        SELECT coalesce(interface_id, '-'), coalesce(action, '-'), sum(records) FROM reduced
+        WHERE bucket = 'malformed' GROUP BY ALL ORDER BY 3 DESC LIMIT 1000
+    """).fetchall()
+    out += [{"kind": "malformed_record", "resource": iface, "value": f"action {action}",
+             "detail": f"{int(n)} record(s) with no start, end, protocol, address or TCP/UDP port, or an "
+                       "action, log-status or flow-direction that AWS does not write"}
+            for iface, action, n in rows]
     return out
 
 
-def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress) -> None:
-    """Read every file and reduce its records to directed flows in the ``flows`` table."""
+def _execute_with_progress(con: duckdb.DuckDBPyConnection, sql: str,
+                           on_fraction: Callable[[float], None] | None) -> None:
+    """Run one statement; while it runs, report DuckDB's own estimate of how far it is (0..1)."""
+    if on_fraction is None:
+        con.execute(sql)
+        return
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            con.execute(sql)
+        except BaseException as exc:  # re-raised in the calling thread below
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.25)
+        try:
+            pct = con.query_progress()
+        except duckdb.Error:
+            pct = -1
+        if pct is not None and pct >= 0:
+            on_fraction(min(pct, 100.0) / 100.0)
+    if failure:
+        raise failure[0]
+
+
+def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress) -> int:
+    """Read every file into the ``reduced`` table (`reduction.REDUCE_SQL`): one statement per layout.
+
+    One statement for all files of a layout lets DuckDB read them in parallel and sum each conversation
+    once. Returns the number of statements run: with more than one, a conversation's rows may be split
+    across them and are summed afterwards.
+    """
     lo_ms = lo if lo is not None else -(2**62)
     hi_ms = hi if hi is not None else 2**62
     created = False
-    done = 0
     total = len(files)
-    for batch in _batches(files):
-        for group in records.group_files(batch):
-            sql = reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms)
-            try:
-                if created:
-                    con.execute(f"INSERT INTO flows {sql}")
-                else:
-                    con.execute(f"CREATE TABLE flows AS {sql}")
-                    created = True
-            except (duckdb.IOException, duckdb.InvalidInputException) as exc:
-                records.raise_read_error(exc, group)
-        done += len(batch)
+    done = sum(1 for f in files if f.kind == "empty")
+    groups = records.group_files(files)
+    for group in groups:
+        sql = reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms)
+        sql = f"INSERT INTO reduced {sql}" if created else f"CREATE TABLE reduced AS {sql}"
+        base, size = done, len(group.paths)
+        report = (lambda frac, base=base, size=size: progress(base + int(frac * size), total)) if progress else None
+        try:
+            _execute_with_progress(con, sql, report)
+        except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+            records.raise_read_error(exc, group)
+        created = True
+        done += size
         if progress:
             progress(done, total)
     if not created:
@@ -278,4 +329,5 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress)
                  "NULL::BIGINT AS start, NULL::BIGINT AS \"end\", NULL::VARCHAR AS action, "
                  "NULL::VARCHAR AS log_status, NULL::SMALLINT AS tcp_flags, "
                  "NULL::VARCHAR AS flow_direction) WHERE FALSE)")
-        con.execute(f"CREATE TABLE flows AS {reduction.reduce_sql(empty, lo_ms, hi_ms)}")
+        con.execute(f"CREATE TABLE reduced AS {reduction.reduce_sql(empty, lo_ms, hi_ms)}")
+    return len(groups)

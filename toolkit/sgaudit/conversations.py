@@ -1,6 +1,6 @@
-"""Directed flows → counted buckets and conversations (SPEC "From records to conversations").
+"""Reduced rows → counted buckets and conversations (SPEC "From records to conversations").
 
-Every directed flow (and so every record in it) lands in exactly one bucket:
+Every reduced row (and so every record in it) lands in exactly one bucket:
 
 =============================  ==========================================================================
 ``conversation``               traffic of an interface that carries groups: goes on to rule matching
@@ -28,113 +28,117 @@ BUCKETS = (
     "interface_not_in_snapshot", "no_security_groups",
 )
 
-# Which side is local, for records without flow-direction: NULL when neither address is E's.
-_OWNED = """
-    EXISTS (SELECT 1 FROM owned o WHERE o.interface_id = b.interface_id AND o.family = b.{a}_family
-            AND b.{a}_num BETWEEN o.lo AND o.hi)
+# Swapping sides a and b of a reduced row: its counts, and the slots of its flag bitmask.
+_SWAP_BITS = "((flag_bits // 8) % 8) + (flag_bits % 8) * 8 + ((flag_bits // 512) % 8) * 64 + ((flag_bits // 64) % 8) * 512"
+
+# Version-2 rows: which side is the interface's. The destination is tried first: it is when both are.
+V2_SIDES_SQL = """
+CREATE OR REPLACE TABLE v2_sides AS
+SELECT k.interface_id, k.a_addr, k.b_addr,
+    CASE
+        WHEN EXISTS (SELECT 1 FROM owned o WHERE o.interface_id = k.interface_id AND o.family = b.family
+                     AND b.num BETWEEN o.lo AND o.hi) THEN TRUE
+        WHEN EXISTS (SELECT 1 FROM owned o WHERE o.interface_id = k.interface_id AND o.family = a.family
+                     AND a.num BETWEEN o.lo AND o.hi) THEN FALSE
+    END AS local_is_b
+FROM (SELECT DISTINCT interface_id, a_addr, b_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved) k
+LEFT JOIN addr a ON a.addr = k.a_addr
+LEFT JOIN addr b ON b.addr = k.b_addr
 """
 
-SIDES_SQL = """
-CREATE OR REPLACE TABLE sides AS
-WITH f AS (
-    SELECT f.*, s.family AS src_family, s.num AS src_num, d.family AS dst_family, d.num AS dst_num,
-           i.interface_id IS NOT NULL AS in_snapshot, coalesce(i.has_groups, FALSE) AS has_groups
-    FROM flows f
-    LEFT JOIN addr s ON s.addr = f.srcaddr
-    LEFT JOIN addr d ON d.addr = f.dstaddr
-    LEFT JOIN snapshot_interfaces i ON i.interface_id = f.interface_id
-),
-b AS (
-    SELECT *,
-        CASE
-            WHEN in_window IS NULL THEN 'malformed'
-            WHEN log_status IN ('NODATA', 'SKIPDATA') AND NOT in_window THEN 'outside_window'
-            WHEN log_status = 'NODATA' THEN 'nodata'
-            WHEN log_status = 'SKIPDATA' THEN 'skipdata'
-            WHEN coalesce(log_status, 'OK') <> 'OK'
-              OR action IS NULL OR action NOT IN ('ACCEPT', 'REJECT')
-              OR protocol IS NULL OR last_ms IS NULL
-              OR (protocol IN (6, 17) AND (srcport IS NULL OR dstport IS NULL))
-              OR src_family IS NULL OR dst_family IS NULL OR src_family <> dst_family
-              OR (flow_direction IS NOT NULL AND flow_direction NOT IN ('ingress', 'egress'))
-                THEN 'malformed'
-            WHEN NOT in_window THEN 'outside_window'
-            WHEN interface_id IS NULL THEN 'unattributable'
-            WHEN NOT in_snapshot THEN 'interface_not_in_snapshot'
-            WHEN NOT has_groups THEN 'no_security_groups'
-            ELSE 'conversation'
-        END AS bucket
-    FROM f
-),
-l AS (
-    SELECT *,
-        CASE
-            WHEN bucket <> 'conversation' THEN NULL
-            WHEN flow_direction = 'ingress' THEN TRUE
-            WHEN flow_direction = 'egress' THEN FALSE
-            WHEN {dst_owned} THEN TRUE
-            WHEN {src_owned} THEN FALSE
-        END AS local_is_dst
-    FROM b
-)
-SELECT *,
-    CASE WHEN bucket = 'conversation' AND local_is_dst IS NULL THEN 'unattributable' ELSE bucket END
-        AS final_bucket
-FROM l
+_COLS = "records, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms"
+
+# Every reduced row with the interface's side as "local" (l) and the other as "peer" (p).
+ORIENTED_SQL = """
+CREATE OR REPLACE VIEW oriented AS
+SELECT bucket, interface_id, action, protocol,
+       a_addr AS local_addr, a_port AS local_port, b_addr AS peer_addr, b_port AS peer_port,
+       acc_a AS acc_l, acc_b AS acc_p, rej_a AS rej_l, rej_b AS rej_p, flag_bits, {cols}
+FROM reduced WHERE bucket <> 'ok' OR resolved
+UNION ALL
+SELECT CASE WHEN v.local_is_b IS NULL THEN 'unattributable' ELSE 'ok' END, r.interface_id, r.action, r.protocol,
+       CASE WHEN v.local_is_b THEN r.b_addr ELSE r.a_addr END,
+       CASE WHEN v.local_is_b THEN r.b_port ELSE r.a_port END,
+       CASE WHEN v.local_is_b THEN r.a_addr ELSE r.b_addr END,
+       CASE WHEN v.local_is_b THEN r.a_port ELSE r.b_port END,
+       CASE WHEN v.local_is_b THEN r.acc_b ELSE r.acc_a END,
+       CASE WHEN v.local_is_b THEN r.acc_a ELSE r.acc_b END,
+       CASE WHEN v.local_is_b THEN r.rej_b ELSE r.rej_a END,
+       CASE WHEN v.local_is_b THEN r.rej_a ELSE r.rej_b END,
+       CASE WHEN v.local_is_b THEN {swap} ELSE r.flag_bits END,
+       {rcols}
+FROM reduced r LEFT JOIN v2_sides v
+    ON v.interface_id = r.interface_id AND v.a_addr = r.a_addr AND v.b_addr = r.b_addr
+WHERE r.bucket = 'ok' AND NOT r.resolved
+""".format(cols=_COLS, swap=_SWAP_BITS.replace("flag_bits", "r.flag_bits"),
+           rcols=", ".join("r." + c.strip() for c in _COLS.split(",")))
+
+# Records of interfaces that carry groups, per conversation. An interface outside the snapshot, or
+# without groups, counts for coverage only. When the reduction ran as one statement over resolved
+# records, its rows already are conversations and the sum is skipped (`CONVERSATIONS_RAW_VIEW`).
+CONVERSATIONS_RAW_SQL = """
+CREATE OR REPLACE TABLE conv_raw AS
+SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port,
+       min(o.local_addr) AS local_addr,
+       sum(o.records) AS records,
+       sum(o.acc_l) AS acc_l, sum(o.acc_p) AS acc_p, sum(o.rej_l) AS rej_l, sum(o.rej_p) AS rej_p,
+       bit_or(o.flag_bits) AS flag_bits,
+       sum(o.packets) AS packets, sum(o.bytes) AS bytes,
+       min(o.first_ms) AS first_ms, max(o.last_ms) AS last_ms,
+       min(o.rej_first_ms) AS rej_first_ms, max(o.rej_last_ms) AS rej_last_ms
+FROM oriented o JOIN snapshot_interfaces i ON i.interface_id = o.interface_id AND i.has_groups
+WHERE o.bucket = 'ok'
+GROUP BY o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port
 """
 
+CONVERSATIONS_RAW_VIEW = """
+CREATE OR REPLACE VIEW conv_raw AS
+SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port, o.local_addr, o.records,
+       o.acc_l, o.acc_p, o.rej_l, o.rej_p, o.flag_bits, o.packets, o.bytes,
+       o.first_ms, o.last_ms, o.rej_first_ms, o.rej_last_ms
+FROM oriented o JOIN snapshot_interfaces i ON i.interface_id = o.interface_id AND i.has_groups
+WHERE o.bucket = 'ok'
+"""
+
+# The peer as a number (`addresses`); a peer that is neither IPv4 nor IPv6 gets family NULL, and its
+# records count as malformed.
 CONVERSATIONS_SQL = """
 CREATE OR REPLACE TABLE conversations AS
-WITH s AS (
-    SELECT interface_id, protocol,
-        CASE WHEN local_is_dst THEN dstaddr ELSE srcaddr END AS local_addr,
-        CASE WHEN local_is_dst THEN srcaddr ELSE dstaddr END AS peer_addr,
-        CASE WHEN local_is_dst THEN src_num ELSE dst_num END AS peer_num,
-        src_family AS family,
-        -- Port-less protocols (ICMP and all but TCP and UDP): one conversation per (E, protocol, peer).
-        CASE WHEN protocol IN (6, 17) THEN CASE WHEN local_is_dst THEN dstport ELSE srcport END END
-            AS local_port,
-        CASE WHEN protocol IN (6, 17) THEN CASE WHEN local_is_dst THEN srcport ELSE dstport END END
-            AS peer_port,
-        local_is_dst AS from_peer, action = 'ACCEPT' AS acc,
-        records, packets, bytes, first_ms, last_ms, syn, synack, rst
-    FROM sides WHERE final_bucket = 'conversation'
-)
-SELECT row_number() OVER (ORDER BY interface_id, protocol, local_port, family, peer_num, peer_port)
-           AS conversation_id,
-       *
-FROM (
-    SELECT interface_id, protocol, local_port, family, peer_num, peer_port,
-        min(peer_addr) AS peer_addr, min(local_addr) AS local_addr,
-        sum(CASE WHEN acc AND from_peer THEN records ELSE 0 END) AS acc_p,
-        sum(CASE WHEN acc AND NOT from_peer THEN records ELSE 0 END) AS acc_l,
-        sum(CASE WHEN NOT acc AND from_peer THEN records ELSE 0 END) AS rej_p,
-        sum(CASE WHEN NOT acc AND NOT from_peer THEN records ELSE 0 END) AS rej_l,
-        max(CASE WHEN acc AND from_peer THEN syn ELSE 0 END) AS acc_p_syn,
-        max(CASE WHEN acc AND from_peer THEN synack ELSE 0 END) AS acc_p_synack,
-        max(CASE WHEN acc AND from_peer THEN rst ELSE 0 END) AS acc_p_rst,
-        max(CASE WHEN acc AND NOT from_peer THEN syn ELSE 0 END) AS acc_l_syn,
-        max(CASE WHEN acc AND NOT from_peer THEN synack ELSE 0 END) AS acc_l_synack,
-        max(CASE WHEN acc AND NOT from_peer THEN rst ELSE 0 END) AS acc_l_rst,
-        max(CASE WHEN NOT acc AND from_peer THEN syn ELSE 0 END) AS rej_p_syn,
-        max(CASE WHEN NOT acc AND from_peer THEN synack ELSE 0 END) AS rej_p_synack,
-        max(CASE WHEN NOT acc AND NOT from_peer THEN syn ELSE 0 END) AS rej_l_syn,
-        max(CASE WHEN NOT acc AND NOT from_peer THEN synack ELSE 0 END) AS rej_l_synack,
-        sum(CASE WHEN acc THEN packets ELSE 0 END) AS packets,
-        sum(CASE WHEN acc THEN bytes ELSE 0 END) AS bytes,
-        min(CASE WHEN acc THEN first_ms END) AS first_ms,
-        max(CASE WHEN acc THEN last_ms END) AS last_ms,
-        min(CASE WHEN NOT acc THEN first_ms END) AS rej_first_ms,
-        max(CASE WHEN NOT acc THEN last_ms END) AS rej_last_ms
-    FROM s
-    GROUP BY interface_id, protocol, local_port, family, peer_num, peer_port
-)
+SELECT row_number() OVER () AS conversation_id,
+       c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.local_addr,
+       CASE WHEN ipv4_num(c.peer_addr) IS NOT NULL THEN 4 ELSE v6.family END::TINYINT AS family,
+       coalesce(ipv4_num(c.peer_addr), v6.num) AS peer_num,
+       c.records, c.acc_p, c.acc_l, c.rej_p, c.rej_l,
+       (f // 8) % 2 AS acc_p_syn, (f // 16) % 2 AS acc_p_synack, (f // 32) % 2 AS acc_p_rst,
+       f % 2 AS acc_l_syn, (f // 2) % 2 AS acc_l_synack, (f // 4) % 2 AS acc_l_rst,
+       (f // 512) % 2 AS rej_p_syn, (f // 1024) % 2 AS rej_p_synack,
+       (f // 64) % 2 AS rej_l_syn, (f // 128) % 2 AS rej_l_synack,
+       c.packets, c.bytes, c.first_ms, c.last_ms, c.rej_first_ms, c.rej_last_ms
+FROM (SELECT *, coalesce(flag_bits, 0) AS f FROM conv_raw) c
+LEFT JOIN addr v6 ON v6.addr = c.peer_addr
 """
 
-
-def sides_sql() -> str:
-    """The statement that buckets every directed flow and decides its local side."""
-    return SIDES_SQL.format(dst_owned=_OWNED.format(a="dst"), src_owned=_OWNED.format(a="src"))
+# Records per interface and bucket: what the quality table and coverage are made of.
+BUCKETS_SQL = """
+CREATE OR REPLACE TABLE buckets AS
+SELECT interface_id, bucket, sum(records) AS records, sum(rejected) AS rejected,
+       min(first_ms) AS first_ms, max(last_ms) AS last_ms
+FROM (
+    SELECT o.interface_id,
+           CASE WHEN o.bucket <> 'ok' THEN o.bucket
+                WHEN i.interface_id IS NULL THEN 'interface_not_in_snapshot'
+                ELSE 'no_security_groups' END AS bucket,
+           o.records, CASE WHEN o.action = 'REJECT' THEN o.records ELSE o.rej_l + o.rej_p END AS rejected,
+           least(o.first_ms, o.rej_first_ms) AS first_ms, greatest(o.last_ms, o.rej_last_ms) AS last_ms
+    FROM oriented o LEFT JOIN snapshot_interfaces i ON i.interface_id = o.interface_id
+    WHERE o.bucket <> 'ok' OR i.interface_id IS NULL OR NOT i.has_groups
+    UNION ALL
+    SELECT interface_id, CASE WHEN family IS NULL THEN 'malformed' ELSE 'conversation' END,
+           records, rej_l + rej_p, least(first_ms, rej_first_ms), greatest(last_ms, rej_last_ms)
+    FROM conversations
+)
+GROUP BY interface_id, bucket
+"""
 
 
 # --- Initiator and evidence -------------------------------------------------------------------------
@@ -192,16 +196,13 @@ CLASSIFY_SQL = """
 CREATE OR REPLACE TABLE classified AS
 WITH k AS (
     SELECT c.*,
-        coalesce(ki.n, 0) > 0 AS allows_in,
-        coalesce(ko.n, 0) > 0 AS allows_out,
+        coalesce(m.allows_in, FALSE) AS allows_in,
+        coalesce(m.allows_out, FALSE) AS allows_out,
         {basis}
     FROM conversations c
-    LEFT JOIN key_counts ki ON ki.direction = 'inbound' AND ki.interface_id = c.interface_id
-        AND ki.protocol = c.protocol AND ki.family = c.family AND ki.peer_num = c.peer_num
-        AND ki.port IS NOT DISTINCT FROM c.local_port
-    LEFT JOIN key_counts ko ON ko.direction = 'outbound' AND ko.interface_id = c.interface_id
-        AND ko.protocol = c.protocol AND ko.family = c.family AND ko.peer_num = c.peer_num
-        AND ko.port IS NOT DISTINCT FROM c.peer_port
+    LEFT JOIN (SELECT conversation_id, bool_or(NOT is_egress) AS allows_in, bool_or(is_egress) AS allows_out
+               FROM candidates GROUP BY conversation_id) m USING (conversation_id)
+    WHERE c.family IS NOT NULL
 ),
 i AS (SELECT *, {initiator} AS initiator FROM k)
 SELECT *,

@@ -2,7 +2,7 @@
 
 A rule's peer becomes one or more numeric ranges: its CIDR; each entry of its prefix list; or each
 private address (primary, secondary, IPv6) of the interfaces that carry its referenced group. Matching
-is then one join per direction key ``(interface, direction, protocol, port, family, peer)``:
+is then one join of conversations with their interface's rules:
 
 - the rule's group is attached to the interface, and the rule's direction fits (ingress for inbound);
 - the protocol fits: ``-1`` matches all, otherwise the numbers are equal (``tcp`` = 6, ``icmpv6`` = 58);
@@ -11,8 +11,9 @@ is then one join per direction key ``(interface, direction, protocol, port, fami
   ICMP rule of its family;
 - the peer lies in one of the rule's ranges of the same family (IPv4 and IPv6 never cross).
 
-Both direction keys of every accepted conversation are matched, because the inference of the initiator
-for flag-less traffic asks whether "the rules of exactly one direction could allow the conversation".
+Both directions of every accepted conversation are matched (the *candidates*), because the inference
+of the initiator for flag-less traffic asks whether "the rules of exactly one direction could allow the
+conversation"; a conversation then belongs to the candidates of its own direction.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> Non
     """Create the inventory tables the SQL steps join against.
 
     Tables: ``snapshot_interfaces(interface_id, has_groups)``, ``iface_groups(interface_id, group_id)``,
-    ``rules`` (from `Inventory.rules`), ``rule_ranges(rule_id, family, lo, hi)`` and
+    ``rules`` (from `Inventory.rules`), ``iface_rule_ranges`` and ``iface_rule_members`` (each interface's
+    rules with their peer ranges, or referenced-group member addresses) and
     ``owned(interface_id, family, lo, hi)`` (the addresses and delegated prefixes of each interface).
     """
     ifaces = inv.interfaces[["interface_id"]].copy()
@@ -38,19 +40,30 @@ def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> Non
     _put(con, "rules", inv.rules[["rule_id", "group_id", "is_egress", "protocol", "from_port", "to_port",
                                   "peer_kind", "peer"]])
 
+    # Ranges for CIDR and prefix-list peers (few per rule); single addresses for referenced groups
+    # (possibly many), which are joined on equality instead of tested as ranges.
     members = inv.interface_groups.merge(inv.addresses, on="interface_id")
-    ranges = []
+    ranges, singles = [], []
     for r in inv.rules.itertuples(index=False):
-        if r.peer_kind == "cidr":
-            cidrs = [r.peer]
-        elif r.peer_kind == "prefix_list":
-            cidrs = inv.prefix_lists.get(r.peer, [])
-        else:
-            cidrs = list(members.loc[members["group_id"] == r.peer, "address"].unique())
+        if r.peer_kind == "group":
+            for a in members.loc[members["group_id"] == r.peer, "address"].unique():
+                fam, lo, _ = cidr_range(a)
+                singles.append((r.rule_id, fam, str(lo), str(lo)))
+            continue
+        cidrs = [r.peer] if r.peer_kind == "cidr" else inv.prefix_lists.get(r.peer, [])
         for c in cidrs:
             fam, lo, hi = cidr_range(c)
             ranges.append((r.rule_id, fam, str(lo), str(hi)))
     _put_ranges(con, "rule_ranges", "rule_id", ranges)
+    _put_ranges(con, "rule_members", "rule_id", singles)
+    # Per interface, the rules of its groups with their peers: the right side of one hash join.
+    for name, src, cols in (("iface_rule_ranges", "rule_ranges", "p.lo, p.hi"),
+                            ("iface_rule_members", "rule_members", "p.lo AS num")):
+        con.execute(f"""
+            CREATE OR REPLACE TABLE {name} AS
+            SELECT g.interface_id, r.rule_id, r.is_egress, r.protocol, r.from_port, r.to_port, p.family, {cols}
+            FROM iface_groups g JOIN rules r ON r.group_id = g.group_id JOIN {src} p ON p.rule_id = r.rule_id
+        """)
 
     owned = [(a.interface_id, *_str_range(a.address)) for a in inv.addresses.itertuples(index=False)]
     owned += [(p.interface_id, *_str_range(p.cidr)) for p in inv.prefixes.itertuples(index=False)]
@@ -80,39 +93,35 @@ def _put_ranges(con: duckdb.DuckDBPyConnection, name: str, key: str, rows: list[
     con.unregister("_df")
 
 
-KEY_MATCHES_SQL = """
-CREATE OR REPLACE TABLE key_matches AS
-WITH keys AS (
-    SELECT DISTINCT interface_id, 'inbound' AS direction, protocol, local_port AS port, family, peer_num
-    FROM conversations WHERE acc_p + acc_l > 0
-    UNION
-    SELECT DISTINCT interface_id, 'outbound' AS direction, protocol, peer_port AS port, family, peer_num
-    FROM conversations WHERE acc_p + acc_l > 0
-)
-SELECT DISTINCT k.interface_id, k.direction, k.protocol, k.port, k.family, k.peer_num, r.rule_id
-FROM keys k
-JOIN iface_groups g ON g.interface_id = k.interface_id
-JOIN rules r ON r.group_id = g.group_id
-    AND r.is_egress = (k.direction = 'outbound')
-    AND (r.protocol = -1 OR r.protocol = k.protocol)
-    AND (r.protocol NOT IN (6, 17) OR r.from_port = -1 OR k.port BETWEEN r.from_port AND r.to_port)
-JOIN rule_ranges p ON p.rule_id = r.rule_id AND p.family = k.family
-    AND k.peer_num BETWEEN p.lo AND p.hi
+# The port a rule tests: the local port for an ingress rule (an inbound conversation), the remote one
+# for an egress rule. Both directions are tried for every accepted conversation: the inference of the
+# initiator asks whether "the rules of exactly one direction could allow the conversation".
+_FITS = """
+    (r.protocol = -1 OR r.protocol = c.protocol)
+    AND (r.protocol NOT IN (6, 17) OR r.from_port = -1
+         OR (CASE WHEN r.is_egress THEN c.peer_port ELSE c.local_port END) BETWEEN r.from_port AND r.to_port)
 """
 
-KEY_COUNTS_SQL = """
-CREATE OR REPLACE TABLE key_counts AS
-SELECT interface_id, direction, protocol, port, family, peer_num, count(*) AS n
-FROM key_matches GROUP BY ALL
+CANDIDATES_SQL = f"""
+CREATE OR REPLACE TABLE candidates AS
+SELECT DISTINCT conversation_id, rule_id, is_egress FROM (
+    SELECT c.conversation_id, r.rule_id, r.is_egress
+    FROM conversations c
+    JOIN iface_rule_ranges r ON r.interface_id = c.interface_id AND r.family = c.family
+    WHERE c.acc_p + c.acc_l > 0 AND c.peer_num BETWEEN r.lo AND r.hi AND {_FITS}
+    UNION ALL
+    SELECT c.conversation_id, r.rule_id, r.is_egress
+    FROM conversations c
+    JOIN iface_rule_members r ON r.interface_id = c.interface_id AND r.family = c.family
+        AND r.num = c.peer_num
+    WHERE c.acc_p + c.acc_l > 0 AND {_FITS}
+)
 """
 
 # Every matching rule gets the conversation, in the conversation's own direction.
 CONVERSATION_RULES_SQL = """
 CREATE OR REPLACE TABLE conversation_rules AS
-SELECT c.conversation_id, m.rule_id
-FROM classified c
-JOIN key_matches m ON m.interface_id = c.interface_id AND m.direction = c.direction
-    AND m.protocol = c.protocol AND m.family = c.family AND m.peer_num = c.peer_num
-    AND m.port IS NOT DISTINCT FROM c.port
-WHERE c.accepted
+SELECT m.conversation_id, m.rule_id
+FROM candidates m JOIN classified c USING (conversation_id)
+WHERE m.is_egress = (c.direction = 'outbound')
 """

@@ -1,50 +1,102 @@
-"""The heavy step: records → directed flows, written once as SQL.
+"""The heavy step: records → conversation rows, written once as SQL.
 
-Every record is reduced to its *directed flow*: the records of one interface with the same source,
-destination, ports, protocol, action, log status and flow direction. This needs nothing but the records
-(no inventory), so the same statement can later run where the data is (Athena, Spark) and send back only
-the reduced rows. It uses plain SQL that sqlglot transpiles: ``&`` becomes ``BITWISE_AND`` on Athena.
+One pass over the records does all the work that grows with the input: it puts every record in a
+bucket, orients it (which side is the interface's), and sums it into its conversation. What follows
+runs on the reduced rows only. The statement needs nothing but the records (no inventory), so the
+same definition can later run where the data is (Athena, Spark) and send back only the reduced rows;
+it uses plain SQL that sqlglot transpiles (``&`` becomes ``BITWISE_AND``, ``BIT_OR`` becomes
+``BITWISE_OR_AGG`` on Athena).
+
+Orientation: ``flow-direction`` decides when present: ``ingress`` → the destination is local,
+``egress`` → the source is. Such rows are ``resolved`` and their side *a* is the interface's, *b* the
+peer's. Records without it (the version-2 format) keep *a* = source and *b* = destination, and are
+resolved against the inventory afterwards (`conversations.RESOLVE_SQL`), on the reduced rows.
+
+Handshake flags: a SYN-only record (``flags & 18 = 2``: 2 and 3) cannot be told from a SYN-ACK (18, 19)
+once both are OR-ed into 18, so each record contributes three facts (SYN-only 1, SYN-ACK 2, RST 4) to
+its side's and action's slot of one bitmask, OR-ed per conversation:
+
+==========  ============================
+bits 0-2    accepted, sent by side *a*
+bits 3-5    accepted, sent by side *b*
+bits 6-8    rejected, sent by side *a*
+bits 9-11   rejected, sent by side *b*
+==========  ============================
 
 Timestamps: "Contra the docs, the start and end fields can contain millisecond-based timestamps"
 (flowlogs-reader). Seconds stay below 10**11 until the year 5138 and milliseconds pass it in 1973, so
 that is the threshold; everything downstream is in milliseconds.
-
-Handshake flags are kept per directed flow as three 0/1 facts, not OR-ed together: a SYN-only record
-(``flags & 18 = 2``, so 2 and 3) cannot be told from a SYN-ACK (18, 19) once both are OR-ed into 18.
 """
 
 from __future__ import annotations
 
-#: Columns of the directed-flow table, key first.
-FLOW_KEY = (
-    "interface_id", "log_status", "action", "flow_direction", "srcaddr", "dstaddr",
-    "srcport", "dstport", "protocol", "in_window",
-)
+#: Bit values of the three facts, and the multipliers of the four slots (see the module docstring).
+SYN, SYNACK, RST = 1, 2, 4
+SLOT_ACC_A, SLOT_ACC_B, SLOT_REJ_A, SLOT_REJ_B = 1, 8, 64, 512
 
 _MS = "CASE WHEN {c} >= 100000000000 THEN {c} ELSE {c} * 1000 END"
 
+# A record that passes these checks is "ok": it goes on to conversations. The order only decides which
+# bucket a record with several faults counts in; each record counts once.
+_BUCKET = """
+CASE
+    WHEN start_ms IS NULL THEN 'malformed'
+    WHEN start_ms < {lo} OR start_ms >= {hi} THEN 'outside_window'
+    WHEN log_status = 'NODATA' THEN 'nodata'
+    WHEN log_status = 'SKIPDATA' THEN 'skipdata'
+    WHEN coalesce(log_status, 'OK') <> 'OK'
+      OR action IS NULL OR action NOT IN ('ACCEPT', 'REJECT')
+      OR protocol IS NULL OR end_ms IS NULL OR srcaddr IS NULL OR dstaddr IS NULL
+      OR (protocol IN (6, 17) AND (srcport IS NULL OR dstport IS NULL))
+      OR (flow_direction IS NOT NULL AND flow_direction NOT IN ('ingress', 'egress'))
+        THEN 'malformed'
+    WHEN interface_id IS NULL THEN 'unattributable'
+    ELSE 'ok'
+END
+"""
+
 REDUCE_SQL = """
-SELECT interface_id, log_status, action, flow_direction, srcaddr, dstaddr,
-       srcport, dstport, protocol, in_window,
+SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved,
        COUNT(*) AS records,
-       SUM(packets) AS packets,
-       SUM(bytes) AS bytes,
-       MIN(start_ms) AS first_ms,
-       MAX(end_ms) AS last_ms,
-       MAX(CASE WHEN (tcp_flags & 18) = 2 THEN 1 ELSE 0 END) AS syn,
-       MAX(CASE WHEN (tcp_flags & 18) = 18 THEN 1 ELSE 0 END) AS synack,
-       MAX(CASE WHEN (tcp_flags & 4) = 4 THEN 1 ELSE 0 END) AS rst
+       SUM(CASE WHEN acc AND NOT from_b THEN 1 ELSE 0 END) AS acc_a,
+       SUM(CASE WHEN acc AND from_b THEN 1 ELSE 0 END) AS acc_b,
+       SUM(CASE WHEN rej AND NOT from_b THEN 1 ELSE 0 END) AS rej_a,
+       SUM(CASE WHEN rej AND from_b THEN 1 ELSE 0 END) AS rej_b,
+       BIT_OR(flag_bits) AS flag_bits,
+       SUM(CASE WHEN acc THEN packets ELSE 0 END) AS packets,
+       SUM(CASE WHEN acc THEN bytes ELSE 0 END) AS bytes,
+       MIN(CASE WHEN NOT rej THEN start_ms END) AS first_ms,
+       MAX(CASE WHEN NOT rej THEN end_ms END) AS last_ms,
+       MIN(CASE WHEN rej THEN start_ms END) AS rej_first_ms,
+       MAX(CASE WHEN rej THEN end_ms END) AS rej_last_ms
 FROM (
-    SELECT interface_id, log_status, action, flow_direction, srcaddr, dstaddr,
-           srcport, dstport, protocol, packets, bytes, tcp_flags, start_ms, end_ms,
-           start_ms >= {lo} AND start_ms < {hi} AS in_window
+    SELECT bucket, interface_id,
+           CASE WHEN ok THEN NULL ELSE action END AS action,
+           CASE WHEN ok THEN protocol END AS protocol,
+           CASE WHEN NOT ok THEN NULL WHEN from_b THEN dstaddr ELSE srcaddr END AS a_addr,
+           CASE WHEN NOT ok OR protocol NOT IN (6, 17) THEN NULL WHEN from_b THEN dstport ELSE srcport END
+               AS a_port,
+           CASE WHEN NOT ok THEN NULL WHEN from_b THEN srcaddr ELSE dstaddr END AS b_addr,
+           CASE WHEN NOT ok OR protocol NOT IN (6, 17) THEN NULL WHEN from_b THEN srcport ELSE dstport END
+               AS b_port,
+           CASE WHEN ok THEN flow_direction IS NOT NULL END AS resolved,
+           ok AND action = 'ACCEPT' AS acc,
+           ok AND action = 'REJECT' AS rej,
+           from_b, packets, bytes, start_ms, end_ms,
+           CASE WHEN ok THEN
+               ((CASE WHEN (tcp_flags & 18) = 2 THEN {syn} WHEN (tcp_flags & 18) = 18 THEN {synack} ELSE 0 END)
+                + (CASE WHEN (tcp_flags & 4) = 4 THEN {rst} ELSE 0 END))
+               * (CASE WHEN action = 'ACCEPT' THEN 1 ELSE 64 END) * (CASE WHEN from_b THEN 8 ELSE 1 END)
+           END AS flag_bits
     FROM (
-        SELECT *, {start_ms} AS start_ms, {end_ms} AS end_ms
-        FROM {records}
-    ) AS typed
-) AS windowed
-GROUP BY interface_id, log_status, action, flow_direction, srcaddr, dstaddr,
-         srcport, dstport, protocol, in_window
+        SELECT *, bucket = 'ok' AS ok, coalesce(flow_direction = 'ingress', FALSE) AS from_b
+        FROM (
+            SELECT *, {bucket} AS bucket
+            FROM (SELECT *, {start_ms} AS start_ms, {end_ms} AS end_ms FROM {records}) AS timed
+        ) AS bucketed
+    ) AS oriented
+) AS reduced
+GROUP BY bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved
 """
 
 
@@ -61,9 +113,12 @@ def reduce_sql(records: str, lo_ms: int, hi_ms: int) -> str:
     Returns
     -------
     str
-        A SELECT statement producing the directed-flow table.
+        A SELECT statement producing reduced rows: one per (bucket, interface, action) for records that
+        are not ``ok``, one per oriented conversation for those that are.
     """
     return REDUCE_SQL.format(
-        records=records, lo=int(lo_ms), hi=int(hi_ms),
+        records=records,
+        bucket=_BUCKET.format(lo=int(lo_ms), hi=int(hi_ms)),
         start_ms=_MS.format(c="start"), end_ms=_MS.format(c='"end"'),
+        syn=SYN, synack=SYNACK, rst=RST,
     )

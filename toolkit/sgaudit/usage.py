@@ -41,8 +41,8 @@ FROM cr GROUP BY rule_id
 def observed_interfaces(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Interfaces with any sound record in the window (OK, REJECT, NODATA or SKIPDATA)."""
     rows = con.sql("""
-        SELECT DISTINCT interface_id FROM sides
-        WHERE interface_id IS NOT NULL AND final_bucket NOT IN ('malformed', 'outside_window')
+        SELECT DISTINCT interface_id FROM buckets
+        WHERE interface_id IS NOT NULL AND bucket NOT IN ('malformed', 'outside_window')
     """).fetchall()
     return {r[0] for r in rows}
 
@@ -169,15 +169,14 @@ def coverage_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFra
     """Per interface (in the snapshot or in the logs): observed or not, and how many records of each kind."""
     seen = con.sql("""
         SELECT interface_id,
-            sum(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') THEN records ELSE 0 END)
-                AS records,
-            sum(CASE WHEN final_bucket = 'nodata' THEN records ELSE 0 END) AS nodata,
-            sum(CASE WHEN final_bucket = 'skipdata' THEN records ELSE 0 END) AS skipdata,
-            sum(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') AND action = 'REJECT'
-                THEN records ELSE 0 END) AS rejected,
-            min(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') THEN first_ms END) AS first_ms,
-            max(CASE WHEN final_bucket NOT IN ('malformed', 'outside_window') THEN last_ms END) AS last_ms
-        FROM sides WHERE interface_id IS NOT NULL GROUP BY interface_id
+            sum(records) AS records,
+            sum(CASE WHEN bucket = 'nodata' THEN records ELSE 0 END) AS nodata,
+            sum(CASE WHEN bucket = 'skipdata' THEN records ELSE 0 END) AS skipdata,
+            sum(rejected) AS rejected,
+            min(first_ms) AS first_ms, max(last_ms) AS last_ms
+        FROM buckets
+        WHERE interface_id IS NOT NULL AND bucket NOT IN ('malformed', 'outside_window')
+        GROUP BY interface_id
     """).df()
     snap = inv.interfaces[["interface_id", "interface_type", "description", "group_ids", "instance_id"]]
     df = snap.merge(seen, on="interface_id", how="outer")
