@@ -98,7 +98,7 @@ class Analysis:
     @cached_property
     def unexplained(self) -> pd.DataFrame:
         """Accepted conversations that no rule of their interface's groups explains."""
-        return usage.unexplained_table(self.con, self.inventory)
+        return usage.unexplained_table(self.con)
 
     @cached_property
     def rejected(self) -> pd.DataFrame:
@@ -126,6 +126,21 @@ class Analysis:
     def problems(self) -> pd.DataFrame:
         """Every malformed line (file, line, value, reason), empty file and unresolved reference."""
         return pd.DataFrame(self.problems_list, columns=["kind", "resource", "line", "value", "detail"])
+
+    def write(self, name: str, path: str | Path) -> Path:
+        """Write one table (``usage``, ``unexplained``, ``quality``…) to a .csv, .jsonl or .parquet file.
+
+        The per-conversation tables, which can be as long as the input, are written by DuckDB without
+        passing through pandas.
+        """
+        from .output import output_kind, write_table
+
+        if name in usage.LARGE:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            usage.copy_large(self.con, name, path, output_kind(path))
+            return path
+        return write_table(getattr(self, name), path)
 
     def close(self) -> None:
         """Close the database and remove its temporary folder."""

@@ -9,7 +9,7 @@ import time
 from . import __version__
 from .analysis import Analysis, analyze
 from .errors import SgauditError
-from .output import companion, write_table
+from .output import companion, output_kind
 
 COMPANIONS = ("unexplained", "rejected", "quality", "coverage", "problems")
 STATUSES = ("used", "attempted", "unused", "unobserved", "unattached")
@@ -84,7 +84,10 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
             lines.append(f"  {row.records:>12,}  total read (the buckets above add up to it)")
         elif row.records:
             lines.append(f"  {row.records:>12,}  {row.meaning}")
-    lines.append(f"unexplained {len(result.unexplained)} accepted conversation(s) no rule explains")
+    n_unexplained = result.con.sql("SELECT count(*) FROM classified c WHERE accepted AND NOT EXISTS "
+                                   "(SELECT 1 FROM conversation_rules r WHERE r.conversation_id = c.conversation_id)"
+                                   ).fetchall()[0][0]
+    lines.append(f"unexplained {n_unexplained:,} accepted conversation(s) no rule explains")
     lines.append(f"rejected    {len(result.rejected)} (interface, direction, protocol, port) with rejected attempts")
     if len(result.problems):
         kinds = result.problems["kind"].value_counts()
@@ -103,9 +106,9 @@ def _usage(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     try:
-        written = [write_table(result.usage, args.out)]
-        for name in COMPANIONS:
-            written.append(write_table(getattr(result, name), companion(args.out, name)))
+        output_kind(args.out)  # an unknown extension fails before any file is written
+        written = [result.write("usage", args.out)]
+        written += [result.write(name, companion(args.out, name)) for name in COMPANIONS]
         print(summary(result, time.perf_counter() - t0))
         print("wrote       " + "\n            ".join(str(p) for p in written))
     finally:

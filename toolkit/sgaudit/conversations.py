@@ -108,12 +108,14 @@ SELECT row_number() OVER () AS conversation_id,
        c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.local_addr,
        CASE WHEN ipv4_num(c.peer_addr) IS NOT NULL THEN 4 ELSE v6.family END::TINYINT AS family,
        coalesce(ipv4_num(c.peer_addr), v6.num) AS peer_num,
-       c.records, c.acc_p, c.acc_l, c.rej_p, c.rej_l,
+       c.records::BIGINT AS records, c.acc_p::BIGINT AS acc_p, c.acc_l::BIGINT AS acc_l,
+       c.rej_p::BIGINT AS rej_p, c.rej_l::BIGINT AS rej_l,
        (f // 8) % 2 AS acc_p_syn, (f // 16) % 2 AS acc_p_synack, (f // 32) % 2 AS acc_p_rst,
        f % 2 AS acc_l_syn, (f // 2) % 2 AS acc_l_synack, (f // 4) % 2 AS acc_l_rst,
        (f // 512) % 2 AS rej_p_syn, (f // 1024) % 2 AS rej_p_synack,
        (f // 64) % 2 AS rej_l_syn, (f // 128) % 2 AS rej_l_synack,
-       c.packets, c.bytes, c.first_ms, c.last_ms, c.rej_first_ms, c.rej_last_ms
+       c.packets::BIGINT AS packets, c.bytes::BIGINT AS bytes,
+       c.first_ms, c.last_ms, c.rej_first_ms, c.rej_last_ms
 FROM (SELECT *, coalesce(flag_bits, 0) AS f FROM conv_raw) c
 LEFT JOIN addr v6 ON v6.addr = c.peer_addr
 """

@@ -28,12 +28,12 @@ from .inventory import Inventory
 def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> None:
     """Create the inventory tables the SQL steps join against.
 
-    Tables: ``snapshot_interfaces(interface_id, has_groups)``, ``iface_groups(interface_id, group_id)``,
+    Tables: ``snapshot_interfaces(interface_id, group_ids, has_groups)``, ``iface_groups(interface_id, group_id)``,
     ``rules`` (from `Inventory.rules`), ``iface_rule_ranges`` and ``iface_rule_members`` (each interface's
     rules with their peer ranges, or referenced-group member addresses) and
     ``owned(interface_id, family, lo, hi)`` (the addresses and delegated prefixes of each interface).
     """
-    ifaces = inv.interfaces[["interface_id"]].copy()
+    ifaces = inv.interfaces[["interface_id", "group_ids"]].copy()
     ifaces["has_groups"] = ifaces["interface_id"].isin(set(inv.interface_groups["interface_id"]))
     _put(con, "snapshot_interfaces", ifaces)
     _put(con, "iface_groups", inv.interface_groups)

@@ -25,6 +25,14 @@ def iso_utc(s: pd.Series) -> pd.Series:
     return pd.Series([one(t) for t in s.dt.tz_convert("UTC")], index=s.index, dtype=object)
 
 
+def output_kind(path: Path) -> str:
+    """``csv``, ``jsonl`` or ``parquet`` from a file's extension; `SgauditError` for any other."""
+    kind = FORMATS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise SgauditError(f"{path}: unknown output extension {Path(path).suffix!r}; use .csv, .jsonl or .parquet")
+    return kind
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` to ``path`` in the format its extension names.
 
@@ -34,9 +42,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         For an extension other than .csv, .jsonl/.json/.ndjson or .parquet.
     """
     path = Path(path)
-    kind = FORMATS.get(path.suffix.lower())
-    if kind is None:
-        raise SgauditError(f"{path}: unknown output extension {path.suffix!r}; use .csv, .jsonl or .parquet")
+    kind = output_kind(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "parquet":
         df.to_parquet(path, index=False)

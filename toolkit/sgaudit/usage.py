@@ -112,7 +112,7 @@ SELECT c.conversation_id, c.interface_id, c.direction, c.protocol, c.local_addr 
        c.packets, c.bytes, c.first_ms, c.last_ms,
        c.acc_p_syn = 1 AS peer_syn, c.acc_p_synack = 1 AS peer_synack,
        c.acc_l_syn = 1 AS local_syn, c.acc_l_synack = 1 AS local_synack,
-       coalesce(r.rules, '') AS rules, coalesce(r.n, 0) AS rule_count
+          coalesce(r.rules, '') AS rules, coalesce(r.n, 0) AS rule_count
 FROM classified c
 LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules, count(*) AS n
            FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
@@ -125,18 +125,52 @@ def _times(df: pd.DataFrame, first: str = "first_ms", last: str = "last_ms") -> 
     return df.drop(columns=[first, last])
 
 
-def conversations_table(con: duckdb.DuckDBPyConnection, where: str = "accepted") -> pd.DataFrame:
+CONVERSATIONS_SQL = f"{CONVERSATIONS_VIEW} WHERE c.accepted ORDER BY c.interface_id, c.conversation_id"
+
+UNEXPLAINED_SQL = f"""
+SELECT u.* EXCLUDE (rules, rule_count), i.group_ids
+FROM ({CONVERSATIONS_VIEW} WHERE c.accepted AND r.n IS NULL) u
+LEFT JOIN snapshot_interfaces i USING (interface_id)
+ORDER BY u.interface_id, u.conversation_id
+"""
+
+#: Tables that can be as long as the input (one row per conversation): written by DuckDB, not pandas.
+LARGE = {"conversations": CONVERSATIONS_SQL, "unexplained": UNEXPLAINED_SQL}
+
+
+def conversations_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Accepted conversations with direction, evidence and the rules that matched them."""
-    df = con.sql(f"{CONVERSATIONS_VIEW} WHERE {where} ORDER BY c.conversation_id").df()
-    return _times(df)
+    return _times(con.sql(CONVERSATIONS_SQL).df())
 
 
-def unexplained_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFrame:
+def unexplained_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Accepted conversations that no rule of the interface's groups explains."""
-    df = conversations_table(con, where="c.accepted AND r.n IS NULL").drop(columns=["rules", "rule_count"])
-    groups = inv.interfaces.set_index("interface_id")["group_ids"]
-    df.insert(2, "group_ids", df["interface_id"].map(groups).fillna(""))
-    return df
+    return _times(con.sql(UNEXPLAINED_SQL).df())
+
+
+ISO_MACRO = """
+CREATE OR REPLACE MACRO iso_ms(ms) AS CASE
+    WHEN ms IS NULL THEN NULL
+    WHEN ms % 1000 = 0 THEN strftime(make_timestamp(ms * 1000), '%Y-%m-%dT%H:%M:%SZ')
+    ELSE strftime(make_timestamp(ms * 1000), '%Y-%m-%dT%H:%M:%S.%gZ')
+END
+"""
+
+
+def copy_large(con: duckdb.DuckDBPyConnection, name: str, path, kind: str) -> None:
+    """Write one of the `LARGE` tables straight from DuckDB (CSV, JSON lines or Parquet)."""
+    con.execute(ISO_MACRO)
+    sql = LARGE[name]
+    if kind == "parquet":
+        select = (f"SELECT * EXCLUDE (first_ms, last_ms), make_timestamptz(first_ms * 1000) AS first_seen, "
+                  f"make_timestamptz(last_ms * 1000) AS last_seen FROM ({sql})")
+        options = "FORMAT parquet"
+    else:
+        select = (f"SELECT * EXCLUDE (first_ms, last_ms), iso_ms(first_ms) AS first_seen, "
+                  f"iso_ms(last_ms) AS last_seen FROM ({sql})")
+        options = "FORMAT csv, HEADER true" if kind == "csv" else "FORMAT json"
+    target = str(path).replace("'", "''")
+    con.execute(f"COPY ({select}) TO '{target}' ({options})")
 
 
 REJECTED_SQL = """
