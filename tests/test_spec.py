@@ -1,0 +1,453 @@
+"""One named test per rule of ../shared/SPEC.md, each on a small literal account.
+
+The test names follow SPEC's headings: window/coverage, records → conversations, conversations → rules,
+and the usage table. Each asserts the value SPEC prescribes, so breaking the rule fails the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from builders import T0, V2, Snapshot, handshake, nodata, rec, row, run, write_log
+
+import sgaudit
+from sgaudit.usage import USAGE_COLUMNS
+
+WEB, DB = "eni-web", "eni-db"
+WEB_IP, DB_IP = "10.0.1.10", "10.0.2.20"
+CLIENT = "198.51.100.7"
+
+
+def account(**extra) -> Snapshot:
+    """web (tcp 443 from anywhere, ssh from 10/8, default egress) and db (5432 from web-sg)."""
+    s = Snapshot()
+    s.group("sg-web", "web").group("sg-db", "db")
+    s.rule("sgr-https", "sg-web", "tcp", 443, cidr="0.0.0.0/0")
+    s.rule("sgr-ssh", "sg-web", "tcp", 22, cidr="10.0.0.0/8")
+    s.rule("sgr-web-out", "sg-web", "-1", egress=True, cidr="0.0.0.0/0")
+    s.rule("sgr-pg", "sg-db", "tcp", 5432, ref="sg-web")
+    s.rule("sgr-db-out", "sg-db", "-1", egress=True, cidr="0.0.0.0/0")
+    s.interface(WEB, WEB_IP, ["sg-web"], **extra)
+    s.interface(DB, DB_IP, ["sg-db"])
+    return s
+
+
+def conv(result: sgaudit.Analysis, **where) -> list[dict]:
+    df = result.conversations
+    for k, v in where.items():
+        df = df[df[k] == v]
+    return df.to_dict("records")
+
+
+# --- Inputs ----------------------------------------------------------------------------------------------
+
+def test_spec_usage_table_has_exactly_the_spec_columns(tmp_path):
+    r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert list(r.usage.columns) == USAGE_COLUMNS == [
+        "group_id", "group_name", "rule_id", "direction", "protocol", "from_port", "to_port", "peer", "status",
+        "evidence", "connections", "exclusive", "peers", "ports", "first_seen", "last_seen", "bytes", "packets"]
+    assert len(r.usage) == 5  # one row per rule in the inventory
+
+
+# --- Window and coverage -----------------------------------------------------------------------------------
+
+def test_spec_window_is_span_of_records_read(tmp_path):
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443, start=T0) + handshake(WEB, CLIENT, WEB_IP, 40001, 443,
+                                                                           start=T0 + 3600)
+    r = run(tmp_path, account(), recs)
+    assert r.window[0].timestamp() == T0
+    assert r.window[1].timestamp() == T0 + 3600 + 13
+
+
+def test_spec_start_end_filter_the_records(tmp_path):
+    early = handshake(WEB, CLIENT, WEB_IP, 40000, 443, start=T0)
+    late = handshake(WEB, "10.9.9.9", WEB_IP, 40001, 22, start=T0 + 7200)
+    r = run(tmp_path, account(), early + late, start=T0 + 3600, end=T0 + 10800)
+    assert row(r, "sgr-https")["status"] == "unused"
+    assert row(r, "sgr-ssh")["status"] == "used"
+    q = r.quality.set_index("bucket")["records"]
+    assert q["outside_window"] == 2 and q["conversation"] == 2 and q["total"] == 4
+
+
+@pytest.mark.parametrize("status", ["NODATA", "SKIPDATA"])
+def test_spec_interface_with_only_nodata_or_skipdata_is_observed(tmp_path, status):
+    r = run(tmp_path, account(), [nodata(WEB, status=status)])
+    assert row(r, "sgr-https")["status"] == "unused"  # observed, nothing matched
+    assert row(r, "sgr-pg")["status"] == "unobserved"  # db has no record at all
+    assert r.quality.set_index("bucket")["records"][status.lower()] == 1
+
+
+def test_spec_interface_observed_by_reject_only(tmp_path):
+    r = run(tmp_path, account(), [rec(WEB, CLIENT, WEB_IP, 40000, 23, flags=2, direction="ingress",
+                                      action="REJECT")])
+    assert row(r, "sgr-https")["status"] == "unused"
+
+
+# --- From records to conversations ---------------------------------------------------------------------
+
+def test_spec_flow_direction_decides_sides_even_for_unknown_local_address(tmp_path):
+    # 10.0.1.99 is not an address of eni-web in the inventory; flow-direction still makes it local.
+    recs = handshake(WEB, CLIENT, "10.0.1.99", 40000, 443)
+    r = run(tmp_path, account(), recs)
+    assert row(r, "sgr-https")["status"] == "used"
+    [c] = conv(r)
+    assert c["peer"] == CLIENT and c["local_port"] == 443 and c["direction"] == "inbound"
+
+
+@pytest.mark.parametrize("local", ["10.0.1.10", "10.0.1.11", "2600:1f18::10", "10.0.1.200"],
+                         ids=["primary", "secondary", "ipv6", "delegated-prefix"])
+def test_spec_v2_local_side_is_the_address_belonging_to_the_interface(tmp_path, local):
+    snap = account(secondary=["10.0.1.11"], ipv6=["2600:1f18::10"], prefixes=["10.0.1.192/28"])
+    snap.rule("sgr-https6", "sg-web", "tcp", 443, cidr="::/0")
+    peer = "2001:db8::7" if ":" in local else CLIENT
+    recs = [rec(WEB, peer, local, 40000, 443), rec(WEB, local, peer, 443, 40000)]
+    r = run(tmp_path, snap, recs, fmt=V2)
+    [c] = conv(r)
+    assert (c["peer"], c["local_port"], c["direction"]) == (peer, 443, "inbound")
+    assert c["evidence"] == "inferred"  # v2 two-way traffic
+
+
+def test_spec_v2_record_with_no_address_of_the_interface_is_unattributable(tmp_path):
+    recs = [rec(WEB, CLIENT, "10.7.7.7", 40000, 443), rec(WEB, CLIENT, WEB_IP, 40001, 443)]
+    r = run(tmp_path, account(), recs, fmt=V2)
+    q = r.quality.set_index("bucket")["records"]
+    assert q["unattributable"] == 1 and q["conversation"] == 1 and q["total"] == 2
+
+
+def test_spec_conversation_is_protocol_local_port_peer_and_peer_port_in_either_direction(tmp_path):
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + [
+        rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=0, direction="ingress", start=T0 + 60),
+        rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=1, direction="egress", start=T0 + 120),
+    ] + handshake(WEB, CLIENT, WEB_IP, 40001, 443)  # another peer port: another conversation
+    r = run(tmp_path, account(), recs)
+    assert len(r.conversations) == 2
+    assert row(r, "sgr-https")["connections"] == 2
+
+
+def test_spec_icmp_is_one_conversation_per_interface_protocol_and_peer(tmp_path):
+    snap = account()
+    snap.rule("sgr-icmp", "sg-web", "icmp", -1, cidr="10.0.0.0/8")
+    recs = [rec(WEB, "10.0.9.9", WEB_IP, 0, 0, proto=1, direction="ingress"),
+            rec(WEB, WEB_IP, "10.0.9.9", 0, 0, proto=1, direction="egress"),
+            rec(WEB, "10.0.9.9", WEB_IP, 0, 0, proto=1, direction="ingress", start=T0 + 600)]
+    r = run(tmp_path, snap, recs)
+    [c] = conv(r)
+    assert c["protocol"] == 1 and c["evidence"] == "inferred"
+    assert row(r, "sgr-icmp")["status"] == "used" and row(r, "sgr-icmp")["ports"] == ""
+
+
+@pytest.mark.parametrize("req,resp", [(2, 18), (3, 19)], ids=["2-18", "3-19"])
+def test_spec_initiator_is_the_syn_sender_confirmed_by_syn_ack(tmp_path, req, resp):
+    r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443, req_flags=req, resp_flags=resp))
+    [c] = conv(r)
+    assert (c["direction"], c["evidence"], c["port"]) == ("inbound", "established", 443)
+
+
+def test_spec_syn_and_syn_ack_in_adjacent_intervals(tmp_path):
+    syn, synack = handshake(WEB, CLIENT, WEB_IP, 40000, 443)
+    synack["start"], synack["end"] = T0 + 60, T0 + 70
+    r = run(tmp_path, account(), [syn, synack])
+    assert row(r, "sgr-https")["evidence"] == "established"
+
+
+def test_spec_syn_ack_without_syn_gives_direction_and_inferred(tmp_path):
+    recs = [rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=18, direction="egress"),
+            rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=0, direction="ingress")]
+    r = run(tmp_path, account(), recs)
+    [c] = conv(r)
+    assert (c["direction"], c["evidence"]) == ("inbound", "inferred")
+
+
+def test_spec_outbound_connection_counts_the_remote_port(tmp_path):
+    r = run(tmp_path, account(), handshake(WEB, WEB_IP, "203.0.113.5", 50000, 8443, inbound=False))
+    [c] = conv(r)
+    assert (c["direction"], c["port"]) == ("outbound", 8443)
+    assert row(r, "sgr-web-out")["ports"] == "8443"
+    assert row(r, "sgr-https")["status"] == "unused"
+
+
+def test_spec_without_flags_rules_of_exactly_one_direction_decide(tmp_path):
+    # Two-way UDP between web:5000 and 10.1.1.1:53. Only an egress rule allows udp 53 (web has no
+    # matching ingress rule for udp 5000), so web initiated even though the lower port is the peer's.
+    snap = Snapshot().group("sg-x", "x")
+    snap.rule("sgr-dns-out", "sg-x", "udp", 53, egress=True, cidr="10.0.0.0/8")
+    snap.rule("sgr-hi-in", "sg-x", "udp", 6000, 7000, cidr="10.0.0.0/8")
+    snap.interface(WEB, WEB_IP, ["sg-x"])
+    recs = [rec(WEB, WEB_IP, "10.1.1.1", 5000, 53, proto=17, direction="egress"),
+            rec(WEB, "10.1.1.1", WEB_IP, 53, 5000, proto=17, direction="ingress")]
+    r = run(tmp_path, snap, recs)
+    [c] = conv(r)
+    assert (c["direction"], c["port"], c["evidence"]) == ("outbound", 53, "inferred")
+    assert row(r, "sgr-dns-out")["status"] == "used"
+
+
+def test_spec_without_flags_lower_port_is_the_responder_when_rules_do_not_decide(tmp_path):
+    # Both directions allowed (ingress 443 from anywhere, egress all): the peer's 40000 > local 443.
+    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=0, direction="ingress"),
+            rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=0, direction="egress")]
+    r = run(tmp_path, account(), recs)
+    [c] = conv(r)
+    assert (c["direction"], c["port"], c["evidence"]) == ("inbound", 443, "inferred")
+
+
+def test_spec_one_way_traffic_the_sender_initiated_and_udp_is_attempted(tmp_path):
+    snap = account()
+    snap.rule("sgr-syslog", "sg-web", "udp", 514, cidr="10.0.0.0/8")
+    r = run(tmp_path, snap, [rec(WEB, "10.3.3.3", WEB_IP, 41000, 514, proto=17, direction="ingress")])
+    [c] = conv(r)
+    assert (c["direction"], c["evidence"]) == ("inbound", "attempted")
+    assert row(r, "sgr-syslog")["status"] == "attempted"
+
+
+def test_spec_syn_answered_by_rst_is_attempted(tmp_path):
+    r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443, resp_flags=4))
+    assert row(r, "sgr-https")[["status", "evidence"]].tolist() == ["attempted", "attempted"]
+
+
+def test_spec_only_the_initiators_side_is_attempted(tmp_path):
+    r = run(tmp_path, account(), [rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=2, direction="ingress")])
+    assert row(r, "sgr-https")["status"] == "attempted"
+
+
+def test_spec_v2_two_way_traffic_is_inferred_never_established(tmp_path):
+    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 443), rec(WEB, WEB_IP, CLIENT, 443, 40000)]
+    r = run(tmp_path, account(), recs, fmt=V2)
+    assert row(r, "sgr-https")["evidence"] == "inferred"
+
+
+def test_spec_reject_is_never_usage_and_is_reported_per_port_counting_peer_and_peer_port(tmp_path):
+    recs = [rec(WEB, CLIENT, WEB_IP, p, 443, flags=2, direction="ingress", action="REJECT")
+            for p in (40000, 40000, 40001)]
+    recs.append(rec(WEB, "198.51.100.8", WEB_IP, 40000, 443, flags=2, direction="ingress", action="REJECT"))
+    r = run(tmp_path, account(), recs)
+    assert row(r, "sgr-https")["status"] == "unused"
+    [rej] = r.rejected.to_dict("records")
+    assert (rej["interface_id"], rej["direction"], rej["protocol"], rej["port"]) == (WEB, "inbound", 6, 443)
+    assert rej["attempts"] == 3 and rej["peers"] == 2 and rej["records"] == 4
+    assert "network ACL" in rej["likely_cause"]
+
+
+# --- From conversations to rules -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("proto", ["tcp", "6", "-1"], ids=["name", "number", "all"])
+def test_spec_protocol_names_numbers_and_all(tmp_path, proto):
+    snap = Snapshot().group("sg-x")
+    snap.rule("sgr-x", "sg-x", proto, 443 if proto != "-1" else -1, cidr="0.0.0.0/0")
+    snap.interface(WEB, WEB_IP, ["sg-x"])
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert row(r, "sgr-x")["status"] == "used"
+
+
+@pytest.mark.parametrize("lo,hi,used", [(400, 500, True), (444, 500, False), (-1, -1, True)],
+                         ids=["in-range", "out-of-range", "all-ports"])
+def test_spec_port_range(tmp_path, lo, hi, used):
+    snap = Snapshot().group("sg-x")
+    snap.rule("sgr-x", "sg-x", "tcp", lo, hi, cidr="0.0.0.0/0")
+    snap.interface(WEB, WEB_IP, ["sg-x"])
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert (row(r, "sgr-x")["status"] == "used") is used
+
+
+def test_spec_only_rules_of_groups_attached_to_the_interface_match(tmp_path):
+    # db's group would allow 443 from anywhere, but the traffic is at web.
+    snap = account()
+    snap.rule("sgr-db-443", "sg-db", "tcp", 443, cidr="0.0.0.0/0")
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 443) + [nodata(DB)])
+    assert row(r, "sgr-db-443")["status"] == "unused"
+
+
+def test_spec_direction_must_fit(tmp_path):
+    # An egress rule for tcp 443 does not explain an inbound connection to 443.
+    snap = Snapshot().group("sg-x")
+    snap.rule("sgr-out-443", "sg-x", "tcp", 443, egress=True, cidr="0.0.0.0/0")
+    snap.interface(WEB, WEB_IP, ["sg-x"])
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert row(r, "sgr-out-443")["status"] == "unused"
+    assert len(r.unexplained) == 1
+
+
+def test_spec_peer_in_prefix_list_entry(tmp_path):
+    snap = account().prefix_list("pl-corp", ["192.0.2.0/24", "198.51.100.0/24"])
+    snap.rule("sgr-pl", "sg-web", "tcp", 8443, prefix_list="pl-corp")
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 8443))
+    assert row(r, "sgr-pl")["status"] == "used"
+
+
+@pytest.mark.parametrize("which", ["primary", "secondary", "ipv6"])
+def test_spec_referenced_group_admits_private_addresses_of_its_interfaces(tmp_path, which):
+    snap = Snapshot().group("sg-web").group("sg-db")
+    snap.rule("sgr-pg", "sg-db", "tcp", 5432, ref="sg-web")
+    snap.rule("sgr-pg6", "sg-db", "tcp", 5432, ref="sg-web")
+    snap.interface(WEB, WEB_IP, ["sg-web"], secondary=["10.0.1.11"], ipv6=["2600:1f18::10"])
+    snap.interface(DB, DB_IP, ["sg-db"], ipv6=["2600:1f18::20"])
+    client = {"primary": WEB_IP, "secondary": "10.0.1.11", "ipv6": "2600:1f18::10"}[which]
+    server = "2600:1f18::20" if which == "ipv6" else DB_IP
+    r = run(tmp_path, snap, handshake(DB, client, server, 40000, 5432))
+    assert row(r, "sgr-pg")["status"] == "used"
+
+
+def test_spec_referenced_group_does_not_admit_other_addresses(tmp_path):
+    r = run(tmp_path, account(), handshake(DB, "10.0.1.99", DB_IP, 40000, 5432))
+    assert row(r, "sgr-pg")["status"] == "unused"
+    assert len(r.unexplained) == 1
+
+
+def test_spec_unresolvable_referenced_group_is_reported_not_guessed(tmp_path):
+    snap = account()
+    snap.rule("sgr-peer", "sg-db", "tcp", 9000,
+              ref_info={"GroupId": "sg-0peer", "UserId": "111122223333", "VpcPeeringConnectionId": "pcx-1",
+                        "PeeringStatus": "active"})
+    r = run(tmp_path, snap, handshake(DB, "10.50.0.5", DB_IP, 40000, 9000))
+    assert row(r, "sgr-peer")["connections"] == 0
+    probs = r.problems[r.problems["kind"] == "referenced_group_unresolved"]
+    assert "sgr-peer" in set(probs["resource"]) and "peered VPC" in probs["detail"].iloc[0]
+    assert len(r.unexplained) == 1
+
+
+def test_spec_ipv4_and_ipv6_never_cross(tmp_path):
+    snap = account(ipv6=["2600:1f18::10"])  # sgr-https is 0.0.0.0/0 only
+    r = run(tmp_path, snap, handshake(WEB, "2001:db8::7", "2600:1f18::10", 40000, 443))
+    assert row(r, "sgr-https")["status"] == "unused"
+    assert len(r.unexplained) == 1
+
+
+def test_spec_icmp_matches_every_icmp_rule_of_its_family(tmp_path):
+    snap = account(ipv6=["2600:1f18::10"])
+    snap.rule("sgr-echo", "sg-web", "icmp", 8, 0, cidr="10.0.0.0/8")  # type 8 code 0: flow logs cannot tell
+    snap.rule("sgr-unreach", "sg-web", "icmp", 3, -1, cidr="10.0.0.0/8")
+    snap.rule("sgr-icmp6", "sg-web", "icmpv6", -1, cidr="::/0")
+    recs = [rec(WEB, "10.0.9.9", WEB_IP, 0, 0, proto=1, direction="ingress"),
+            rec(WEB, WEB_IP, "10.0.9.9", 0, 0, proto=1, direction="egress")]
+    r = run(tmp_path, snap, recs)
+    assert row(r, "sgr-echo")["status"] == row(r, "sgr-unreach")["status"] == "used"
+    assert row(r, "sgr-echo")["exclusive"] == 0
+    assert row(r, "sgr-icmp6")["status"] == "unused"
+
+
+def test_spec_every_matching_rule_gets_the_conversation_and_exclusive_counts_sole_matches(tmp_path):
+    snap = account()
+    snap.rule("sgr-https-corp", "sg-web", "tcp", 443, cidr="198.51.100.0/24")
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + handshake(WEB, "203.0.113.9", WEB_IP, 40001, 443)
+    r = run(tmp_path, snap, recs)
+    assert row(r, "sgr-https")[["connections", "exclusive"]].tolist() == [2, 1]
+    assert row(r, "sgr-https-corp")[["connections", "exclusive"]].tolist() == [1, 0]
+
+
+def test_spec_exclusive_spans_all_groups_of_the_interface(tmp_path):
+    snap = account()
+    snap.group("sg-extra").rule("sgr-extra-443", "sg-extra", "tcp", 443, cidr="0.0.0.0/0")
+    snap.enis[0]["Groups"].append({"GroupId": "sg-extra", "GroupName": "extra"})
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert row(r, "sgr-https")["exclusive"] == 0 and row(r, "sgr-extra-443")["exclusive"] == 0
+
+
+def test_spec_unexplained_accepted_conversation_is_reported(tmp_path):
+    r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 6379))
+    [u] = r.unexplained.to_dict("records")
+    assert (u["interface_id"], u["direction"], u["port"], u["evidence"]) == (WEB, "inbound", 6379, "established")
+
+
+@pytest.mark.parametrize("case", ["no-groups", "not-in-snapshot"])
+def test_spec_interfaces_without_groups_or_missing_count_for_coverage_only(tmp_path, case):
+    snap = account()
+    if case == "no-groups":
+        snap.interface("eni-nat", "10.0.0.5", [], itype="nat_gateway")
+    recs = handshake("eni-nat", CLIENT, "10.0.0.5", 40000, 443)
+    r = run(tmp_path, snap, recs)
+    bucket = "no_security_groups" if case == "no-groups" else "interface_not_in_snapshot"
+    assert r.quality.set_index("bucket")["records"][bucket] == 2
+    assert len(r.unexplained) == 0 and len(r.conversations) == 0
+    cov = r.coverage.set_index("interface_id").loc["eni-nat"]
+    assert bool(cov["observed"]) and bool(cov["in_snapshot"]) is (case == "no-groups")
+
+
+# --- The usage table -------------------------------------------------------------------------------------
+
+def test_spec_status_used_attempted_unused_unobserved_unattached(tmp_path):
+    snap = account()
+    snap.group("sg-legacy").rule("sgr-legacy", "sg-legacy", "tcp", 21, cidr="0.0.0.0/0")
+    snap.group("sg-batch").rule("sgr-batch", "sg-batch", "tcp", 8080, cidr="10.0.0.0/8")
+    snap.interface("eni-batch", "10.0.3.3", ["sg-batch"])
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + [
+        rec(WEB, "10.1.1.1", WEB_IP, 40001, 22, flags=2, direction="ingress")] + [nodata(DB)]
+    r = run(tmp_path, snap, recs)
+    got = {k: row(r, k)["status"] for k in ("sgr-https", "sgr-ssh", "sgr-pg", "sgr-batch", "sgr-legacy")}
+    assert got == {"sgr-https": "used", "sgr-ssh": "attempted", "sgr-pg": "unused", "sgr-batch": "unobserved",
+                   "sgr-legacy": "unattached"}
+    assert row(r, "sgr-pg")["evidence"] == "" and row(r, "sgr-ssh")["evidence"] == "attempted"
+
+
+def test_spec_evidence_is_the_best_among_matched_conversations(tmp_path):
+    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=2, direction="ingress")]  # attempted
+    recs += [rec(WEB, CLIENT, WEB_IP, 40001, 443, flags=0, direction="ingress"),
+             rec(WEB, WEB_IP, CLIENT, 443, 40001, flags=0, direction="egress")]  # inferred
+    r = run(tmp_path, account(), recs)
+    assert row(r, "sgr-https")[["status", "evidence", "connections"]].tolist() == ["used", "inferred", 2]
+
+
+def test_spec_counts_peers_ports_times_bytes_and_packets(tmp_path):
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443, start=T0)
+    recs += handshake(WEB, CLIENT, WEB_IP, 40001, 443, start=T0 + 100)
+    recs += handshake(WEB, "203.0.113.9", WEB_IP, 40002, 443, start=T0 + 200)
+    recs += [rec(WEB, CLIENT, WEB_IP, 40003, 443, flags=2, direction="ingress", action="REJECT",
+                 start=T0 + 900, packets=5, bytes_=999)]  # REJECT: not counted for the rule
+    r = run(tmp_path, account(), recs)
+    got = row(r, "sgr-https")
+    assert (got["connections"], got["peers"], got["ports"]) == (3, 2, "443")
+    assert got["first_seen"].timestamp() == T0 and got["last_seen"].timestamp() == T0 + 213
+    assert (got["bytes"], got["packets"]) == (3 * 300, 3 * 5)  # both ways: 180 + 120 bytes, 3 + 2 packets
+    assert str(got["last_seen"].tz) == "UTC"
+
+
+def test_spec_ports_lists_the_distinct_ports_that_counted(tmp_path):
+    recs = (handshake(WEB, WEB_IP, "203.0.113.5", 50000, 443, inbound=False)
+            + handshake(WEB, WEB_IP, "203.0.113.5", 50001, 80, inbound=False)
+            + handshake(WEB, WEB_IP, "203.0.113.6", 50002, 443, inbound=False))
+    r = run(tmp_path, account(), recs)
+    assert row(r, "sgr-web-out")["ports"] == "80,443"
+
+
+def test_spec_traffic_between_two_logged_interfaces_is_two_conversations(tmp_path):
+    # web → db on 5432, logged at both ends: outbound at web (egress rule), inbound at db (sgr-pg).
+    recs = handshake(WEB, WEB_IP, DB_IP, 41000, 5432, inbound=False) + handshake(DB, WEB_IP, DB_IP, 41000, 5432)
+    r = run(tmp_path, account(), recs)
+    assert len(r.conversations) == 2
+    assert row(r, "sgr-web-out")["status"] == "used" and row(r, "sgr-pg")["status"] == "used"
+    assert row(r, "sgr-pg")["evidence"] == "established"
+
+
+def test_spec_article_records(tmp_path):
+    """The two records of the VPC Flow Logs article: the rule is used, established, last seen 15:04:13Z."""
+    header = ("account-id action az-id bytes dstaddr dstport end flow-direction instance-id interface-id "
+              "log-status packets pkt-dst-aws-service pkt-dstaddr pkt-src-aws-service pkt-srcaddr protocol "
+              "region srcaddr srcport start sublocation-id sublocation-type subnet-id tcp-flags traffic-path type "
+              "version vpc-id")
+    lines = [
+        "002244369527 ACCEPT use1-az6 11814 10.10.0.73 4000 1738854253 ingress i-03efaa125b5acbd69 "
+        "eni-027ce9d7c95605b1d OK 22 - 10.10.0.73 - 100.64.0.39 6 us-east-1 100.64.0.39 18762 1738854240 - - "
+        "subnet-081cfbbbb8bfeb867 2 - IPv4 5 vpc-0d585d9ae3c06759b",
+        "002244369527 ACCEPT use1-az6 9025 100.64.0.39 18762 1738854253 egress i-03efaa125b5acbd69 "
+        "eni-027ce9d7c95605b1d OK 17 - 100.64.0.39 - 10.10.0.73 6 us-east-1 10.10.0.73 4000 1738854240 - - "
+        "subnet-081cfbbbb8bfeb867 18 1 IPv4 5 vpc-0d585d9ae3c06759b",
+    ]
+    log = tmp_path / "article.log"
+    log.write_text(header + "\n" + "\n".join(lines) + "\n")
+    snap = Snapshot().group("sg-app", "app")
+    snap.rule("sgr-4000", "sg-app", "tcp", 4000, cidr="100.64.0.0/10")
+    snap.interface("eni-027ce9d7c95605b1d", "10.10.0.73", ["sg-app"])
+    r = sgaudit.analyze(log, snap.write(tmp_path / "inv"))
+    got = row(r, "sgr-4000")
+    assert (got["status"], got["evidence"]) == ("used", "established")
+    assert got["last_seen"].strftime("%Y-%m-%dT%H:%M:%SZ") == "2025-02-06T15:04:13Z"
+    assert (got["bytes"], got["packets"]) == (11814 + 9025, 22 + 17)
+
+
+def test_spec_record_counts_add_up(tmp_path):
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + [nodata(WEB), nodata(WEB, status="SKIPDATA"),
+                                                         rec(None, CLIENT, WEB_IP, 1, 2, direction="ingress")]
+    log = write_log(tmp_path / "l.log", recs, compress=False)
+    with open(log, "a") as fh:
+        fh.write("this is not a record\n")
+    r = sgaudit.analyze(log, account().write(tmp_path / "inv"))
+    q = r.quality.set_index("bucket")["records"]
+    assert q["total"] == 6 == q.drop("total").sum()
+    assert (q["conversation"], q["nodata"], q["skipdata"], q["unattributable"], q["malformed"]) == (2, 1, 1, 1, 1)
