@@ -149,12 +149,21 @@ def test_spec_syn_and_syn_ack_in_adjacent_intervals(tmp_path):
     assert row(r, "sgr-https")["evidence"] == "established"
 
 
-def test_spec_syn_ack_without_syn_gives_direction_and_inferred(tmp_path):
-    recs = [rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=18, direction="egress"),
-            rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=0, direction="ingress")]
-    r = run(tmp_path, account(), recs)
+@pytest.mark.parametrize("synack_from,local_port,peer_port,direction", [
+    ("local", 443, 40000, "inbound"), ("local", 50000, 443, "inbound"),
+    ("peer", 443, 40000, "outbound"), ("peer", 50000, 443, "outbound"),
+], ids=["E-answers-low-port", "E-answers-high-port", "peer-answers-high-port", "peer-answers-low-port"])
+def test_spec_syn_ack_without_syn_gives_direction_and_inferred(tmp_path, synack_from, local_port, peer_port,
+                                                              direction):
+    # The SYN-ACK's sender is the responder, whatever the ports say; rules allow both ways here.
+    snap = account()
+    snap.rule("sgr-all-in", "sg-web", "tcp", 0, 65535, cidr="0.0.0.0/0")
+    from_local = synack_from == "local"
+    recs = [rec(WEB, WEB_IP, CLIENT, local_port, peer_port, flags=18 if from_local else 0, direction="egress"),
+            rec(WEB, CLIENT, WEB_IP, peer_port, local_port, flags=0 if from_local else 18, direction="ingress")]
+    r = run(tmp_path, snap, recs)
     [c] = conv(r)
-    assert (c["direction"], c["evidence"]) == ("inbound", "inferred")
+    assert (c["direction"], c["evidence"]) == (direction, "inferred")
 
 
 def test_spec_outbound_connection_counts_the_remote_port(tmp_path):
@@ -165,42 +174,80 @@ def test_spec_outbound_connection_counts_the_remote_port(tmp_path):
     assert row(r, "sgr-https")["status"] == "unused"
 
 
-def test_spec_without_flags_rules_of_exactly_one_direction_decide(tmp_path):
-    # Two-way UDP between web:5000 and 10.1.1.1:53. Only an egress rule allows udp 53 (web has no
-    # matching ingress rule for udp 5000), so web initiated even though the lower port is the peer's.
+@pytest.mark.parametrize("allowed,local_port,peer_port", [("inbound", 5000, 53), ("outbound", 53, 5000)],
+                         ids=["only-ingress-allows", "only-egress-allows"])
+def test_spec_without_flags_rules_of_exactly_one_direction_decide(tmp_path, allowed, local_port, peer_port):
+    # Two-way UDP where the rules of one direction only could allow it: that direction wins, even
+    # against the lower-port rule (which would pick the other one in both cases).
     snap = Snapshot().group("sg-x", "x")
-    snap.rule("sgr-dns-out", "sg-x", "udp", 53, egress=True, cidr="10.0.0.0/8")
-    snap.rule("sgr-hi-in", "sg-x", "udp", 6000, 7000, cidr="10.0.0.0/8")
+    if allowed == "inbound":
+        snap.rule("sgr-x", "sg-x", "udp", local_port, cidr="10.0.0.0/8")
+    else:
+        snap.rule("sgr-x", "sg-x", "udp", peer_port, egress=True, cidr="10.0.0.0/8")
     snap.interface(WEB, WEB_IP, ["sg-x"])
-    recs = [rec(WEB, WEB_IP, "10.1.1.1", 5000, 53, proto=17, direction="egress"),
-            rec(WEB, "10.1.1.1", WEB_IP, 53, 5000, proto=17, direction="ingress")]
+    recs = [rec(WEB, WEB_IP, "10.1.1.1", local_port, peer_port, proto=17, direction="egress"),
+            rec(WEB, "10.1.1.1", WEB_IP, peer_port, local_port, proto=17, direction="ingress")]
     r = run(tmp_path, snap, recs)
     [c] = conv(r)
-    assert (c["direction"], c["port"], c["evidence"]) == ("outbound", 53, "inferred")
-    assert row(r, "sgr-dns-out")["status"] == "used"
+    assert (c["direction"], c["evidence"]) == (allowed, "inferred")
+    assert row(r, "sgr-x")["status"] == "used"
 
 
-def test_spec_without_flags_lower_port_is_the_responder_when_rules_do_not_decide(tmp_path):
-    # Both directions allowed (ingress 443 from anywhere, egress all): the peer's 40000 > local 443.
-    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=0, direction="ingress"),
-            rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=0, direction="egress")]
-    r = run(tmp_path, account(), recs)
-    [c] = conv(r)
-    assert (c["direction"], c["port"], c["evidence"]) == ("inbound", 443, "inferred")
-
-
-def test_spec_one_way_traffic_the_sender_initiated_and_udp_is_attempted(tmp_path):
+@pytest.mark.parametrize("local_port,peer_port,direction", [(443, 40000, "inbound"), (50000, 443, "outbound")],
+                         ids=["local-lower", "peer-lower"])
+def test_spec_without_flags_lower_port_is_the_responder_when_rules_do_not_decide(tmp_path, local_port, peer_port,
+                                                                                   direction):
+    # Both directions allowed (ingress all tcp from anywhere, egress all), flags 0 (mid-stream).
     snap = account()
-    snap.rule("sgr-syslog", "sg-web", "udp", 514, cidr="10.0.0.0/8")
-    r = run(tmp_path, snap, [rec(WEB, "10.3.3.3", WEB_IP, 41000, 514, proto=17, direction="ingress")])
+    snap.rule("sgr-all-in", "sg-web", "tcp", 0, 65535, cidr="0.0.0.0/0")
+    recs = [rec(WEB, CLIENT, WEB_IP, peer_port, local_port, flags=0, direction="ingress"),
+            rec(WEB, WEB_IP, CLIENT, local_port, peer_port, flags=0, direction="egress")]
+    r = run(tmp_path, snap, recs)
     [c] = conv(r)
-    assert (c["direction"], c["evidence"]) == ("inbound", "attempted")
-    assert row(r, "sgr-syslog")["status"] == "attempted"
+    assert (c["direction"], c["port"], c["evidence"]) == (direction, min(local_port, peer_port), "inferred")
+
+
+def test_spec_without_flags_equal_ports_count_as_inbound(tmp_path):
+    # SPEC is silent on a tie (ICMP, or equal ports with both directions allowed): sgaudit counts it as
+    # initiated by the peer (docs/decisions.md).
+    snap = account()
+    snap.rule("sgr-ntp-in", "sg-web", "udp", 123, cidr="0.0.0.0/0")
+    recs = [rec(WEB, CLIENT, WEB_IP, 123, 123, proto=17, direction="ingress"),
+            rec(WEB, WEB_IP, CLIENT, 123, 123, proto=17, direction="egress")]
+    r = run(tmp_path, snap, recs)
+    [c] = conv(r)
+    assert c["direction"] == "inbound"
+
+
+@pytest.mark.parametrize("sender", ["peer", "local"])
+def test_spec_one_way_traffic_the_sender_initiated_and_udp_is_attempted(tmp_path, sender):
+    # The sender initiated even from the lower port (514 < 41000), which the port rule would make the
+    # responder; one-way UDP is only an attempt.
+    snap = account()
+    snap.rule("sgr-syslog", "sg-web", "udp", 41000, cidr="10.0.0.0/8")
+    if sender == "peer":
+        recs = [rec(WEB, "10.3.3.3", WEB_IP, 514, 41000, proto=17, direction="ingress")]
+    else:
+        recs = [rec(WEB, WEB_IP, "10.3.3.3", 514, 41000, proto=17, direction="egress")]
+    r = run(tmp_path, snap, recs)
+    [c] = conv(r)
+    assert (c["direction"], c["port"], c["evidence"]) == (
+        "inbound" if sender == "peer" else "outbound", 41000, "attempted")
+    assert row(r, "sgr-syslog" if sender == "peer" else "sgr-web-out")["status"] == "attempted"
 
 
 def test_spec_syn_answered_by_rst_is_attempted(tmp_path):
     r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443, resp_flags=4))
     assert row(r, "sgr-https")[["status", "evidence"]].tolist() == ["attempted", "attempted"]
+
+
+def test_spec_syn_from_the_interface_decides_outbound_whatever_the_ports(tmp_path):
+    # E sends a SYN from port 443 to the peer's 40000 and gets an RST: outbound, port 40000, attempted.
+    recs = [rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=2, direction="egress"),
+            rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=4, direction="ingress")]
+    r = run(tmp_path, account(), recs)
+    [c] = conv(r)
+    assert (c["direction"], c["port"], c["evidence"]) == ("outbound", 40000, "attempted")
 
 
 def test_spec_only_the_initiators_side_is_attempted(tmp_path):

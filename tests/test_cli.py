@@ -1,0 +1,212 @@
+"""The ``sgaudit`` command, run in-process through `sgaudit.cli.main` (and once as ``python -m sgaudit``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sgaudit
+from builders import T0, Snapshot, handshake, nodata, rec, write_log
+from sgaudit.cli import COMPANIONS, main
+from sgaudit.usage import USAGE_COLUMNS
+
+SERVER = "10.0.0.5"
+
+
+def web_snapshot() -> Snapshot:
+    snap = Snapshot().group("sg-web", "web")
+    snap.rule("sgr-http", "sg-web", "tcp", 80, cidr="0.0.0.0/0")
+    snap.rule("sgr-ssh", "sg-web", "tcp", 22, cidr="0.0.0.0/0")
+    snap.rule("sgr-ref", "sg-web", "tcp", 5432, ref="sg-gone")  # a group outside the snapshot: a problem
+    snap.interface("eni-a", SERVER, groups=["sg-web"])
+    return snap
+
+
+def web_records() -> list[dict]:
+    return (handshake("eni-a", "198.51.100.7", SERVER, 40000, 80)                  # sgr-http, established
+            + handshake("eni-a", "203.0.113.9", SERVER, 41000, 2222, start=T0 + 60)  # no rule: unexplained
+            + [rec("eni-a", "203.0.113.66", SERVER, 42000, 23, flags=2, direction="ingress", action="REJECT",
+                   start=T0 + 120),
+               nodata("eni-a", T0 + 180)])  # NODATA ends at T0 + 240: 15:08:00Z
+
+
+@pytest.fixture
+def setup(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    log = write_log(tmp_path / "logs" / "flow.log.gz", web_records())
+    return tmp_path, inv, log
+
+
+def usage_args(log, inv, out, *extra) -> list[str]:
+    return ["usage", "--flow-logs", str(log), "--inventory", str(inv), "--out", str(out), "--no-progress", *extra]
+
+
+def read(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    return pd.read_parquet(path)
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_usage_writes_spec_columns_and_companions(setup, ext, capsys):
+    tmp_path, inv, log = setup
+    out = tmp_path / "out" / f"usage{ext}"
+    assert main(usage_args(log, inv, out)) == 0
+    usage = read(out)
+    assert list(usage.columns) == USAGE_COLUMNS
+    got = usage.set_index("rule_id")
+    assert got["status"].to_dict() == {"sgr-http": "used", "sgr-ssh": "unused", "sgr-ref": "unused"}
+    assert got.loc["sgr-http", "evidence"] == "established"
+    last_seen = got.loc["sgr-http", "last_seen"]
+    if ext == ".parquet":
+        assert last_seen == pd.Timestamp("2025-02-06T15:04:13Z")
+    else:
+        assert last_seen == "2025-02-06T15:04:13Z"
+    assert str(got.loc["sgr-http", "bytes"]) == "300"
+
+    written = sorted(p.name for p in out.parent.iterdir())
+    assert written == sorted([out.name] + [f"usage.{name}{ext}" for name in COMPANIONS])
+    tables = {name: read(out.with_name(f"usage.{name}{ext}")) for name in COMPANIONS}
+    assert tables["unexplained"]["peer"].tolist() == ["203.0.113.9"]
+    assert [str(p) for p in tables["rejected"]["port"]] == ["23"]
+    quality = tables["quality"].set_index("bucket")["records"].astype(int)
+    assert (quality["conversation"], quality["nodata"], quality["total"]) == (5, 1, 6)
+    assert tables["coverage"]["interface_id"].tolist() == ["eni-a"]
+    assert tables["problems"]["kind"].tolist() == ["referenced_group_unresolved"]
+    assert str(out) in capsys.readouterr().out
+
+
+def test_summary_shows_window_rules_by_status_and_records_by_bucket(setup, capsys):
+    tmp_path, inv, log = setup
+    assert main(usage_args(log, inv, tmp_path / "usage.csv")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "window      2025-02-06T15:04:00Z .. 2025-02-06T15:08:00Z"
+    assert "rules       3: 1 used, 0 attempted, 2 unused, 0 unobserved, 0 unattached" in out
+    records = out[out.index("records") + 1: next(i for i, s in enumerate(out) if s.startswith("unexplained"))]
+    by_meaning = {s.split(None, 1)[1]: int(s.split(None, 1)[0].replace(",", "")) for s in records}
+    assert by_meaning == {
+        "in a conversation (matched against rules)": 5,
+        "NODATA (no traffic in the interval: coverage only)": 1,
+        "total read (the buckets above add up to it)": 6,
+    }
+    assert "unexplained 1 accepted conversation(s) no rule explains" in out
+    assert any(s.startswith("problems") and "1 referenced_group_unresolved" in s for s in out)
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("case", [
+    "missing-inventory-file", "missing-inventory-folder", "truncated-gzip", "xlsx-output", "no-such-log",
+    "unknown-header-field", "bad-start",
+])
+def test_errors_exit_2_with_a_message_and_no_traceback(setup, capsys, case):
+    tmp_path, inv, log = setup
+    out = tmp_path / "out" / "usage.csv"
+    extra: list[str] = []
+    if case == "missing-inventory-file":
+        (inv / "network-interfaces.json").unlink()
+        name = "network-interfaces.json"
+    elif case == "missing-inventory-folder":
+        inv = tmp_path / "no-inventory"
+        name = str(inv)
+    elif case == "truncated-gzip":
+        name = str(_truncate(log))
+    elif case == "xlsx-output":
+        out = tmp_path / "out" / "usage.xlsx"
+        name = "usage.xlsx"
+    elif case == "no-such-log":
+        log = tmp_path / "logs" / "missing.log.gz"
+        name = str(log)
+    elif case == "unknown-header-field":
+        log = write_log(tmp_path / "logs" / "flow.log.gz", web_records(),
+                        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes "
+                        "start end action log-status tcp-flags flow-dir".split())
+        name = str(log)
+    else:
+        extra = ["--start", "last tuesday"]
+        name = "--start"
+    assert main(usage_args(log, inv, out, *extra)) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("sgaudit: error: ")
+    assert name in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("start,end", [
+    pytest.param("2025-02-06T15:00:00Z", "2025-02-06T15:30:00Z", id="iso"),
+    pytest.param(str(T0 - 240), str(T0 + 1560), id="unix-seconds"),
+])
+def test_start_end_filter(tmp_path, capsys, start, end):
+    inv = web_snapshot().write(tmp_path / "inv")
+    recs = (handshake("eni-a", "198.51.100.7", SERVER, 40000, 80)
+            + handshake("eni-a", "198.51.100.8", SERVER, 40001, 22, start=T0 + 3600))
+    log = write_log(tmp_path / "flow.log.gz", recs)
+    out = tmp_path / "usage.csv"
+    assert main(usage_args(log, inv, out, "--start", start, "--end", end)) == 0
+    usage = read(out).set_index("rule_id")
+    assert usage["status"].to_dict() == {"sgr-http": "used", "sgr-ssh": "unused", "sgr-ref": "unused"}
+    quality = read(out.with_name("usage.quality.csv")).set_index("bucket")["records"].astype(int)
+    assert (quality["outside_window"], quality["conversation"], quality["total"]) == (2, 2, 4)
+    assert capsys.readouterr().out.splitlines()[0] == "window      2025-02-06T15:00:00Z .. 2025-02-06T15:30:00Z"
+
+
+ARTICLE_HEADER = ("account-id action az-id bytes dstaddr dstport end flow-direction instance-id interface-id "
+                  "log-status packets pkt-dst-aws-service pkt-dstaddr pkt-src-aws-service pkt-srcaddr protocol "
+                  "region srcaddr srcport start sublocation-id sublocation-type subnet-id tcp-flags traffic-path "
+                  "type version vpc-id")
+ARTICLE_LINES = [
+    "002244369527 ACCEPT use1-az6 11814 10.10.0.73 4000 1738854253 ingress i-03efaa125b5acbd69 "
+    "eni-027ce9d7c95605b1d OK 22 - 10.10.0.73 - 100.64.0.39 6 us-east-1 100.64.0.39 18762 1738854240 - - "
+    "subnet-081cfbbbb8bfeb867 2 - IPv4 5 vpc-0d585d9ae3c06759b",
+    "002244369527 ACCEPT use1-az6 9025 100.64.0.39 18762 1738854253 egress i-03efaa125b5acbd69 "
+    "eni-027ce9d7c95605b1d OK 17 - 100.64.0.39 - 10.10.0.73 6 us-east-1 10.10.0.73 4000 1738854240 - - "
+    "subnet-081cfbbbb8bfeb867 18 1 IPv4 5 vpc-0d585d9ae3c06759b",
+]
+
+
+def test_article_records(tmp_path, capsys):
+    snap = Snapshot().group("sg-0app", "app")
+    snap.rule("sgr-4000", "sg-0app", "tcp", 4000, cidr="100.64.0.0/10")
+    snap.interface("eni-027ce9d7c95605b1d", "10.10.0.73", groups=["sg-0app"])
+    inv = snap.write(tmp_path / "inv")
+    log = tmp_path / "article.log"
+    log.write_text(ARTICLE_HEADER + "\n" + "\n".join(ARTICLE_LINES) + "\n")
+    out = tmp_path / "usage.csv"
+    assert main(usage_args(log, inv, out)) == 0
+    r = read(out).set_index("rule_id").loc["sgr-4000"]
+    assert (r["status"], r["evidence"], r["last_seen"]) == ("used", "established", "2025-02-06T15:04:13Z")
+    assert (r["first_seen"], r["connections"], r["peers"], r["ports"]) == ("2025-02-06T15:04:00Z", "1", "1", "4000")
+    assert (r["bytes"], r["packets"]) == (str(11814 + 9025), str(22 + 17))
+    assert "1 used" in capsys.readouterr().out
+
+
+def test_missing_required_option_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["usage", "--inventory", "inv", "--out", "u.csv"])
+    assert exc.value.code == 2
+    assert "--flow-logs" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sgaudit {sgaudit.__version__}"
+
+
+def test_python_dash_m_help():
+    done = subprocess.run([sys.executable, "-m", "sgaudit", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: sgaudit")
+    assert "usage" in done.stdout.split("\n", 1)[1]
+    assert done.stderr == ""
