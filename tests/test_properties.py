@@ -65,8 +65,22 @@ RULE_IDS = sorted(r["SecurityGroupRuleId"] for r in SNAPSHOT.rules)
 
 INTERNET = {4: ["203.0.113.7", "198.51.100.20"], 6: ["2001:db8::1", "2001:db8::2"]}
 INTERNAL = {4: ["10.0.3.3"], 6: ["2600:1f18:1::99"]}
-SERVICE_PORTS = [22, 53, 443, 5005, 5432, 8080, 3389]
+#: (protocol, service port): mostly what some rule allows in some direction, a few that nothing allows.
+SERVICES = [("tcp", 443)] * 3 + [("tcp", 22), ("tcp", 8080), ("tcp", 5432), ("udp", 53), ("udp", 5005),
+                                 ("icmp", 0), ("icmp", 0), ("tcp", 3389), ("udp", 443)]
 EPHEMERAL_PORTS = [40000, 40001, 51000]
+ANY = ["internet", "internal", "logged"]
+WEB, APP = ["eni-a", "eni-b"], ["eni-b", "eni-c"]
+#: Flows the rules were written for: (interfaces, peer initiates, protocol, port, family, peer kinds).
+FLOWS = [
+    (WEB, True, "tcp", 443, 4, ANY), (WEB, True, "tcp", 443, 6, ANY),
+    (WEB, True, "tcp", 22, 4, ["internal", "logged"]), (WEB, True, "icmp", 0, 4, ANY),
+    (WEB, False, "any", None, 4, ANY),
+    (APP, True, "tcp", 8080, 4, ["web"]), (APP, True, "tcp", 8080, 6, ["web"]),
+    (APP, True, "udp", 5005, 4, ANY), (APP, True, "icmp", 0, 6, ANY),
+    (APP, False, "udp", 53, 4, ANY), (APP, False, "tcp", 5432, 4, ["internal", "logged"]),
+    (APP, False, "tcp", 443, 6, ANY),
+]
 
 #: TCP conversation shapes: (initiator's first flags, responder's first flags or None for no answer).
 TCP_KINDS = {
@@ -88,17 +102,26 @@ ACTIONS = [("ACCEPT", "ACCEPT")] * 4 + [("REJECT", "REJECT"), ("ACCEPT", "REJECT
 @st.composite
 def conversation(draw) -> list[dict]:
     """The v5 records of one conversation at a logged interface (and at the peer's end when it is logged)."""
-    eni = draw(st.sampled_from(sorted(LOGGED)))
-    fam = draw(st.sampled_from([4, 6]))
+    # Mostly a flow some rule was written for (a template), sometimes anything (then often unexplained).
+    template = draw(st.sampled_from(FLOWS + [None]))
+    if template is None:
+        enis, peer_initiates, proto_name, service, fam, where = (
+            sorted(LOGGED), draw(st.booleans()), *draw(st.sampled_from(SERVICES)), draw(st.sampled_from([4, 6])),
+            ["internet", "internal", "logged"])
+    else:
+        enis, peer_initiates, proto_name, service, fam, where = template
+    if proto_name == "any":
+        proto_name, service = draw(st.sampled_from(SERVICES))
+    eni = draw(st.sampled_from(enis))
     local = LOGGED[eni][0 if fam == 4 else 1]
-    where = draw(st.sampled_from(["internet", "internal", "logged"]))
+    where = draw(st.sampled_from(where))
     peer_eni = None
-    if where == "logged":
-        peer_eni = draw(st.sampled_from(sorted(set(LOGGED) - {eni})))
+    if where == "logged" or where == "web":
+        members = [e for e in sorted(LOGGED) if e != eni and (where == "logged" or "sg-web" in LOGGED[e][2])]
+        peer_eni = draw(st.sampled_from(members))
         peer = LOGGED[peer_eni][0 if fam == 4 else 1]
     else:
         peer = draw(st.sampled_from((INTERNET if where == "internet" else INTERNAL)[fam]))
-    proto_name = draw(st.sampled_from(["tcp", "tcp", "udp", "icmp"]))
     proto = {"tcp": 6, "udp": 17, "icmp": 1 if fam == 4 else 58}[proto_name]
 
     if proto_name == "tcp":
@@ -120,8 +143,7 @@ def conversation(draw) -> list[dict]:
         return [first] + [draw(later) for _ in range(n - 1)] if n else []
 
     flags_i, flags_r = side_flags(first_i, n_i), side_flags(first_r, n_r)
-    service, eph = draw(st.sampled_from(SERVICE_PORTS)), draw(st.sampled_from(EPHEMERAL_PORTS))
-    peer_initiates = draw(st.booleans())
+    eph = draw(st.sampled_from(EPHEMERAL_PORTS))
     begin = T0 + draw(st.integers(0, 3 * 60)) * 60 + draw(st.integers(0, 59))
     resp_delay = draw(st.sampled_from([0, 0, 60]))  # the answer may fall in the next aggregation interval
 
@@ -258,7 +280,8 @@ def split(draw, records: list[dict]) -> list[tuple[list[dict], list[str], bool, 
     files = []
     for i in range(k):
         fmt = draw(st.sampled_from(sorted(FORMATS)), label=f"format {i}")
-        files.append(([r for r, w in zip(records, where, strict=True) if w == i], FORMATS[fmt], draw(st.booleans()), True))
+        part = [r for r, w in zip(records, where, strict=True) if w == i]
+        files.append((part, FORMATS[fmt], draw(st.booleans(), label=f"gzip {i}"), True))
     return files
 
 

@@ -225,6 +225,7 @@ def test_spec_one_way_traffic_the_sender_initiated_and_udp_is_attempted(tmp_path
     # responder; one-way UDP is only an attempt.
     snap = account()
     snap.rule("sgr-syslog", "sg-web", "udp", 41000, cidr="10.0.0.0/8")
+    snap.rule("sgr-514", "sg-web", "udp", 514, cidr="10.0.0.0/8")  # so the rules allow both ways
     if sender == "peer":
         recs = [rec(WEB, "10.3.3.3", WEB_IP, 514, 41000, proto=17, direction="ingress")]
     else:
@@ -241,13 +242,19 @@ def test_spec_syn_answered_by_rst_is_attempted(tmp_path):
     assert row(r, "sgr-https")[["status", "evidence"]].tolist() == ["attempted", "attempted"]
 
 
-def test_spec_syn_from_the_interface_decides_outbound_whatever_the_ports(tmp_path):
-    # E sends a SYN from port 443 to the peer's 40000 and gets an RST: outbound, port 40000, attempted.
-    recs = [rec(WEB, WEB_IP, CLIENT, 443, 40000, flags=2, direction="egress"),
-            rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=4, direction="ingress")]
-    r = run(tmp_path, account(), recs)
+@pytest.mark.parametrize("syn_from", ["local", "peer"])
+def test_spec_syn_sender_decides_the_direction_whatever_the_ports(tmp_path, syn_from):
+    # A SYN from port 443 to 40000, answered by RST: the SYN's sender initiated, so the port that counts
+    # is 40000 although 443 is the lower port. Rules allow both ways.
+    snap = account()
+    snap.rule("sgr-all-in", "sg-web", "tcp", 0, 65535, cidr="0.0.0.0/0")
+    local_port, peer_port = (443, 40000) if syn_from == "local" else (40000, 443)
+    recs = [rec(WEB, WEB_IP, CLIENT, local_port, peer_port, flags=2 if syn_from == "local" else 4, direction="egress"),
+            rec(WEB, CLIENT, WEB_IP, peer_port, local_port, flags=4 if syn_from == "local" else 2, direction="ingress")]
+    r = run(tmp_path, snap, recs)
     [c] = conv(r)
-    assert (c["direction"], c["port"], c["evidence"]) == ("outbound", 40000, "attempted")
+    assert (c["direction"], c["port"], c["evidence"]) == (
+        "outbound" if syn_from == "local" else "inbound", 40000, "attempted")
 
 
 def test_spec_only_the_initiators_side_is_attempted(tmp_path):
