@@ -190,10 +190,6 @@ def test_typed_but_senseless_record_is_counted_as_malformed(tmp_path, field, val
     assert (result.problems["kind"] == "malformed_record").sum() == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a line that types but makes no sense (action MAYBE) is reported only as a 'malformed_record' per "
-    "interface ('eni-a', 'action MAYBE', count) by analysis._malformed_records: result.problems gives no "
-    "file, no line number and no text for it, unlike lines the reader rejects"))
 def test_senseless_record_is_listed_with_file_line_and_text(tmp_path):
     inv = web_snapshot().write(tmp_path / "inv")
     bad = with_value("action", "MAYBE")

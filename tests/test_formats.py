@@ -186,13 +186,6 @@ def test_text_gzip_and_plain(tmp_path, compress):
     assert_http_established(result)
 
 
-PARQUET_END_BUG = (
-    "records.scan_sql (Parquet branch) renames columns with unquoted names ('SELECT ... end AS \"end\"'), "
-    "and END is an SQL keyword: every Parquet flow log (its 'end' column is required) fails with "
-    "duckdb.ParserException 'syntax error at or near \"end\"', uncaught, instead of being read")
-
-
-@pytest.mark.xfail(strict=True, reason=PARQUET_END_BUG)
 def test_parquet_with_athena_column_names(tmp_path):
     inv = web_snapshot().write(tmp_path / "inv")
     log = write_parquet(tmp_path / "flow.parquet", http_handshake() + [nodata("eni-a", T0 + 60)])
@@ -244,8 +237,7 @@ def mixed_records() -> dict[str, list[dict]]:
 
 
 @pytest.mark.parametrize("with_parquet", [
-    pytest.param(True, id="v5-gzip+v2-plain+parquet+cloudwatch-json",
-                 marks=pytest.mark.xfail(strict=True, reason=PARQUET_END_BUG)),
+    pytest.param(True, id="v5-gzip+v2-plain+parquet+cloudwatch-json"),
     pytest.param(False, id="v5-gzip+v2-plain+v5-reversed-plain+cloudwatch-json"),
 ])
 def test_mixed_formats_in_one_run_equal_one_file(tmp_path, with_parquet):
@@ -274,11 +266,6 @@ def test_mixed_formats_in_one_run_equal_one_file(tmp_path, with_parquet):
     assert together.quality.set_index("bucket").loc["total", "records"] == len(everything) == 8
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "With one file of one layout (a single reduction statement, all records carrying flow-direction), "
-    "analysis._conversations uses conversations.CONVERSATIONS_RAW_VIEW, whose rows are keyed by the local "
-    "address too; SPEC's conversation is (E, protocol, local port, peer, peer port), so records to E's "
-    "primary and secondary address become 2 conversations in one file but 1 when split across files"))
 def test_one_file_and_many_files_agree_on_conversations_across_local_addresses(tmp_path):
     snap = web_snapshot()
     snap.enis[0]["PrivateIpAddresses"].append({"Primary": False, "PrivateIpAddress": "10.0.0.6"})
@@ -365,7 +352,7 @@ def test_text_reader_column_types(tmp_path):
     con = duckdb.connect()
     described = con.sql(f"DESCRIBE SELECT * FROM {records.scan_sql(group, tmp_path)}").fetchall()
     types = {name: typ for name, typ, *_ in described}
-    assert list(types) == [fields.BY_NAME[n].column for n in fields.USED]
+    assert list(types) == [fields.BY_NAME[n].column for n in fields.USED] + ["source_file"]
     assert {c: types[c] for c in ("srcport", "dstport", "protocol", "tcp_flags", "bytes", "packets")} == {
         "srcport": "USMALLINT", "dstport": "USMALLINT", "protocol": "UTINYINT", "tcp_flags": "SMALLINT",
         "bytes": "BIGINT", "packets": "BIGINT"}
@@ -379,13 +366,8 @@ def test_text_reader_column_types(tmp_path):
 @pytest.mark.parametrize("name,compress", [
     pytest.param("flow.log.gz", True, id="gzip-named-gz"),
     pytest.param("flow.log", False, id="plain-named-log"),
-    pytest.param("flow.data", True, id="gzip-named-data", marks=pytest.mark.xfail(strict=True, reason=(
-        "sources.sniff detects gzip from the magic bytes, but records.scan_sql calls read_csv without "
-        "compression=, so DuckDB decides by the file name: a gzip file not named .gz is read as plain text, "
-        "its binary lines counted as 1 malformed record and its 2 records lost (total 1, not 2)"))),
-    pytest.param("flow.log.gz", False, id="plain-named-gz", marks=pytest.mark.xfail(strict=True, reason=(
-        "sources.sniff sees plain text, but read_csv (no compression=) trusts the .gz name and fails: "
-        "FlowLogReadError 'Input is not a GZIP stream' with the wrong hint 'the gzip data ends early'"))),
+    pytest.param("flow.data", True, id="gzip-named-data"),
+    pytest.param("flow.log.gz", False, id="plain-named-gz"),
 ])
 def test_compression_is_sniffed_by_content_not_name(tmp_path, name, compress):
     inv = web_snapshot().write(tmp_path / "inv")

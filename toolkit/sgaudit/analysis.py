@@ -227,7 +227,7 @@ def analyze(
 
     matching.load_inventory_tables(con, inv)
     _conversations(con, statements)
-    problems += _malformed_records(con)
+    problems += _malformed_records(con, files, lo, hi)
     con.execute(matching.CANDIDATES_SQL)
     con.execute(conversations.classify_sql())
     con.execute(matching.CONVERSATION_RULES_SQL)
@@ -262,23 +262,30 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
     con.execute(conversations.BUCKETS_SQL)
 
 
-def _malformed_records(con: duckdb.DuckDBPyConnection) -> list[dict]:
-    """Conversations whose peer address is neither IPv4 nor IPv6, for the problems table."""
-    rows = con.sql("""
-        SELECT interface_id, peer_addr, sum(records) FROM conversations WHERE family IS NULL
-        GROUP BY ALL ORDER BY 3 DESC LIMIT 1000
-    """).fetchall()
+def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLogFile],
+                       lo: int | None, hi: int | None) -> list[dict]:
+    """The records counted as malformed although the reader could type them, with file, line and text.
+
+    The reduction keeps only the file of such records; their lines are found again by re-reading those
+    files (they are few) and applying the reduction's own bucket expression to every line.
+    """
     out = [{"kind": "malformed_record", "resource": iface, "value": peer,
             "detail": f"{int(n)} record(s) whose peer address is neither IPv4 nor IPv6"}
-           for iface, peer, n in rows]
-    rows = con.sql("""
-        SELECT coalesce(interface_id, '-'), coalesce(action, '-'), sum(records) FROM reduced
-        WHERE bucket = 'malformed' GROUP BY ALL ORDER BY 3 DESC LIMIT 1000
-    """).fetchall()
-    out += [{"kind": "malformed_record", "resource": iface, "value": f"action {action}",
-             "detail": f"{int(n)} record(s) with no start, end, protocol, address or TCP/UDP port, or an "
-                       "action, log-status or flow-direction that AWS does not write"}
-            for iface, action, n in rows]
+           for iface, peer, n in con.sql("""
+               SELECT interface_id, peer_addr, sum(records) FROM conversations WHERE family IS NULL
+               GROUP BY ALL ORDER BY 3 DESC LIMIT 1000""").fetchall()]
+    by_path = {str(f.path): f for f in files}
+    sources_ = [records.original_path(p) for (p,) in con.sql(
+        "SELECT DISTINCT source_file FROM reduced WHERE bucket = 'malformed' AND source_file IS NOT NULL "
+        "ORDER BY 1 LIMIT 100").fetchall()]
+    for path in sources_:
+        f = by_path.get(path)
+        if f is None:
+            continue
+        for line, text in records.senseless_lines(con, f, lo, hi):
+            out.append({"kind": "malformed_record", "resource": path, "line": line, "value": text[:300],
+                        "detail": "no start, end, protocol, address or TCP/UDP port, or an action, log-status "
+                                  "or flow-direction that AWS does not write"})
     return out
 
 
@@ -343,6 +350,6 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress)
                  "NULL::UTINYINT AS protocol, NULL::BIGINT AS packets, NULL::BIGINT AS bytes, "
                  "NULL::BIGINT AS start, NULL::BIGINT AS \"end\", NULL::VARCHAR AS action, "
                  "NULL::VARCHAR AS log_status, NULL::SMALLINT AS tcp_flags, "
-                 "NULL::VARCHAR AS flow_direction) WHERE FALSE)")
+                 "NULL::VARCHAR AS flow_direction, NULL::VARCHAR AS source_file) WHERE FALSE)")
         con.execute(f"CREATE TABLE reduced AS {reduction.reduce_sql(empty, lo_ms, hi_ms)}")
     return len(groups)

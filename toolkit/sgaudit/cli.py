@@ -96,6 +96,7 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
 
 
 def _usage(args: argparse.Namespace) -> int:
+    output_kind(args.out)  # an unknown extension fails before the analysis, not after it
     bar, update = _progress_bar(not args.no_progress)
     t0 = time.perf_counter()
     kwargs = {"memory_limit": args.memory_limit} if args.memory_limit else {}
@@ -106,7 +107,6 @@ def _usage(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     try:
-        output_kind(args.out)  # an unknown extension fails before any file is written
         written = [result.write("usage", args.out)]
         written += [result.write(name, companion(args.out, name)) for name in COMPANIONS]
         print(summary(result, time.perf_counter() - t0))

@@ -52,7 +52,7 @@ _COLS = "records, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms"
 ORIENTED_SQL = """
 CREATE OR REPLACE VIEW oriented AS
 SELECT bucket, interface_id, action, protocol,
-       a_addr AS local_addr, a_port AS local_port, b_addr AS peer_addr, b_port AS peer_port,
+       local_addr, a_port AS local_port, b_addr AS peer_addr, b_port AS peer_port,
        acc_a AS acc_l, acc_b AS acc_p, rej_a AS rej_l, rej_b AS rej_p, flag_bits, {cols}
 FROM reduced WHERE bucket <> 'ok' OR resolved
 UNION ALL

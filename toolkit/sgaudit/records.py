@@ -11,11 +11,13 @@ Lines that do not fit the format (wrong number of fields, ``abc`` as a port) are
 
 from __future__ import annotations
 
+import gzip
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from . import fields
 from .errors import FlowLogReadError
@@ -37,6 +39,8 @@ class FileGroup:
     kind: str
     fields: tuple[str, ...]
     header: bool
+    gzip: bool
+    columns: tuple[str, ...]
     paths: list[Path]
 
 
@@ -46,8 +50,8 @@ def group_files(files: list[FlowLogFile]) -> list[FileGroup]:
     for f in files:
         if f.kind == "empty":
             continue
-        key = (f.kind, f.fields, f.header)
-        groups.setdefault(key, FileGroup(f.kind, f.fields, f.header, [])).paths.append(f.path)
+        key = (f.kind, f.fields, f.header, f.gzip, f.columns)
+        groups.setdefault(key, FileGroup(*key, [])).paths.append(f.path)
     return list(groups.values())
 
 
@@ -64,6 +68,9 @@ def _select_used(available: tuple[str, ...], cast: bool) -> str:
         else:
             expr = f"CAST(NULL AS {fld.sql_type})"
         cols.append(f'{expr} AS "{fld.column}"')
+    # The file a record came from: kept by the reduction for malformed records only, so that they can be
+    # listed with their line afterwards (`malformed_lines`).
+    cols.append("filename AS source_file")
     return ", ".join(cols)
 
 
@@ -84,8 +91,9 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
     """
     if group.kind == "parquet":
         # Parquet columns carry underscore names; rename them to AWS's names first.
-        renames = ", ".join(f'{fields.BY_NAME[n].column} AS "{n}"' for n in group.fields)
-        src = f"(SELECT {renames} FROM read_parquet({_file_list(group.paths)}, union_by_name=true))"
+        renames = ", ".join(f'"{c}" AS "{n}"' for c, n in zip(group.columns, group.fields))
+        src = (f"(SELECT {renames}, filename FROM read_parquet({_file_list(group.paths)}, union_by_name=true, "
+               "filename=true))")
         return f"(SELECT {_select_used(group.fields, cast=True)} FROM {src})"
     paths = group.paths
     if group.kind == "cloudwatch-json":
@@ -94,10 +102,12 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
         f"{_sql_str(n)}: {_sql_str(fields.BY_NAME[n].sql_type)}" for n in group.fields
     ) + "}"
     # quote/escape off: flow-log values never quote, and a stray quote must not swallow the next lines.
+    # Compression as sniffed from the bytes: DuckDB would otherwise guess it from the file name.
+    compression = "gzip" if group.gzip and group.kind == "text" else "none"
     read = (
         f"read_csv({_file_list(paths)}, delim=' ', header=false, skip={1 if group.header else 0}, "
         f"columns={columns}, nullstr='-', quote='', escape='', auto_detect=false, "
-        f"store_rejects=true, strict_mode=true)"
+        f"compression='{compression}', store_rejects=true, strict_mode=true, filename=true)"
     )
     return f"(SELECT {_select_used(group.fields, cast=False)} FROM {read})"
 
@@ -156,3 +166,46 @@ def raise_read_error(exc: Exception, group: FileGroup) -> None:
         if "GZIP" in msg.upper() or "gzip" in msg else "Check that the file is a VPC flow log."
     )
     raise FlowLogReadError(f"{where}: cannot read ({msg.splitlines()[0]}). {hint}") from exc
+
+
+def _lines(f: FlowLogFile) -> list[str]:
+    if f.kind == "cloudwatch-json":
+        return cloudwatch_messages(f.path)
+    opener = gzip.open if f.gzip else open
+    with opener(f.path, "rt", encoding="utf-8", errors="replace") as fh:
+        return fh.read().splitlines()
+
+
+def senseless_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | None, hi: int | None,
+                    limit: int = 1000) -> list[tuple[int, str]]:
+    """Lines of one file that type correctly but that the reduction counts as malformed: (line, text).
+
+    Applies the reduction's own bucket expression (`reduction.bucket_sql`) to the file's lines, so the
+    listing cannot disagree with the count.
+    """
+    from . import reduction
+
+    if f.kind not in ("text", "cloudwatch-json"):
+        return []
+    rows = []
+    for i, text in enumerate(_lines(f), 1):
+        if (f.header and i == 1) or not text.strip():
+            continue
+        values = text.split()
+        if len(values) == len(f.fields):
+            rows.append([i, text] + [None if v == "-" else v for v in values])
+    if not rows:
+        return []
+    df = pd.DataFrame(rows, columns=["line", "text"] + list(f.fields), dtype=object)
+    typed = ", ".join(
+        f'TRY_CAST("{fields.BY_NAME[n].name}" AS {fields.BY_NAME[n].sql_type}) AS "{fields.BY_NAME[n].column}"'
+        if n in f.fields else f'CAST(NULL AS {fields.BY_NAME[n].sql_type}) AS "{fields.BY_NAME[n].column}"'
+        for n in fields.USED)
+    con.register("_lines", df)
+    try:
+        sql = reduction.bucket_sql(f"(SELECT line, text, {typed} FROM _lines)",
+                                   lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
+        return con.sql(f"SELECT line, text FROM ({sql}) WHERE bucket = 'malformed' ORDER BY line "
+                       f"LIMIT {int(limit)}").fetchall()
+    finally:
+        con.unregister("_lines")

@@ -9,8 +9,9 @@ it uses plain SQL that sqlglot transpiles (``&`` becomes ``BITWISE_AND``, ``BIT_
 
 Orientation: ``flow-direction`` decides when present: ``ingress`` → the destination is local,
 ``egress`` → the source is. Such rows are ``resolved`` and their side *a* is the interface's, *b* the
-peer's. Records without it (the version-2 format) keep *a* = source and *b* = destination, and are
-resolved against the inventory afterwards (`conversations.RESOLVE_SQL`), on the reduced rows.
+peer's; the local address is not part of their key. Records without it (the version-2 format) keep
+*a* = source and *b* = destination, and are resolved against the inventory afterwards
+(`conversations.V2_SIDES_SQL`), on the reduced rows.
 
 Handshake flags: a SYN-only record (``flags & 18 = 2``: 2 and 3) cannot be told from a SYN-ACK (18, 19)
 once both are OR-ed into 18, so each record contributes three facts (SYN-only 1, SYN-ACK 2, RST 4) to
@@ -56,7 +57,8 @@ END
 """
 
 REDUCE_SQL = """
-SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved,
+SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file,
+       MIN(local_addr) AS local_addr,
        COUNT(*) AS records,
        SUM(CASE WHEN acc AND NOT from_b THEN 1 ELSE 0 END) AS acc_a,
        SUM(CASE WHEN acc AND from_b THEN 1 ELSE 0 END) AS acc_b,
@@ -73,7 +75,10 @@ FROM (
     SELECT bucket, interface_id,
            CASE WHEN ok THEN NULL ELSE action END AS action,
            CASE WHEN ok THEN protocol END AS protocol,
-           CASE WHEN NOT ok THEN NULL WHEN from_b THEN dstaddr ELSE srcaddr END AS a_addr,
+           -- SPEC's conversation key has no local address (AWS writes E's primary one anyway), so a
+           -- resolved row keeps it out of the key; a version-2 row needs it to be resolved later.
+           CASE WHEN NOT ok OR flow_direction IS NOT NULL THEN NULL ELSE srcaddr END AS a_addr,
+           CASE WHEN ok THEN (CASE WHEN from_b THEN dstaddr ELSE srcaddr END) END AS local_addr,
            CASE WHEN NOT ok OR protocol NOT IN (6, 17) THEN NULL WHEN from_b THEN dstport ELSE srcport END
                AS a_port,
            CASE WHEN NOT ok THEN NULL WHEN from_b THEN srcaddr ELSE dstaddr END AS b_addr,
@@ -82,6 +87,7 @@ FROM (
            CASE WHEN ok THEN flow_direction IS NOT NULL END AS resolved,
            ok AND action = 'ACCEPT' AS acc,
            ok AND action = 'REJECT' AS rej,
+           CASE WHEN bucket = 'malformed' THEN source_file END AS source_file,
            from_b, packets, bytes, start_ms, end_ms,
            CASE WHEN ok THEN
                ((CASE WHEN (tcp_flags & 18) = 2 THEN {syn} WHEN (tcp_flags & 18) = 18 THEN {synack} ELSE 0 END)
@@ -96,7 +102,7 @@ FROM (
         ) AS bucketed
     ) AS oriented
 ) AS reduced
-GROUP BY bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved
+GROUP BY bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file
 """
 
 
@@ -122,3 +128,10 @@ def reduce_sql(records: str, lo_ms: int, hi_ms: int) -> str:
         start_ms=_MS.format(c="start"), end_ms=_MS.format(c='"end"'),
         syn=SYN, synack=SYNACK, rst=RST,
     )
+
+
+def bucket_sql(records: str, lo_ms: int, hi_ms: int) -> str:
+    """Every record of ``records`` with its bucket (as in the reduction), for re-reading a few lines."""
+    return (f"SELECT *, {_BUCKET.format(lo=int(lo_ms), hi=int(hi_ms))} AS bucket FROM "
+            f"(SELECT *, {_MS.format(c='start')} AS start_ms, {_MS.format(c=chr(34) + 'end' + chr(34))} AS end_ms "
+            f"FROM {records}) AS timed")

@@ -43,7 +43,9 @@ class FlowLogFile:
     header : bool
         Whether line 1 is a header line (and so not a record).
     gzip : bool
-        Whether the bytes are gzip-compressed.
+        Whether the bytes are gzip-compressed (told from the bytes, never from the name).
+    columns : tuple of str
+        For Parquet, the physical column names, in the order of ``fields``.
     """
 
     path: Path
@@ -51,6 +53,7 @@ class FlowLogFile:
     fields: tuple[str, ...]
     header: bool
     gzip: bool
+    columns: tuple[str, ...] = ()
 
 
 def discover(paths: list[str | Path]) -> list[Path]:
@@ -141,7 +144,8 @@ def sniff(path: Path, fmt: tuple[str, ...] | None = None) -> FlowLogFile:
     if not magic:
         return FlowLogFile(path, "empty", (), False, False)
     if magic == PARQUET_MAGIC:
-        return FlowLogFile(path, "parquet", _parquet_fields(path), False, False)
+        names, columns = _parquet_fields(path)
+        return FlowLogFile(path, "parquet", names, False, False, columns)
     is_gzip = magic[:2] == GZIP_MAGIC
     line = _first_line(path, is_gzip)
     if not line:
@@ -166,7 +170,7 @@ def sniff(path: Path, fmt: tuple[str, ...] | None = None) -> FlowLogFile:
     return FlowLogFile(path, "text", names, False, is_gzip)
 
 
-def _parquet_fields(path: Path) -> tuple[str, ...]:
+def _parquet_fields(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     import pyarrow.parquet as pq
 
     try:
@@ -176,7 +180,7 @@ def _parquet_fields(path: Path) -> tuple[str, ...]:
     # Athena's DDL and AWS's Parquet delivery use underscore names (tcp_flags); accept AWS's too.
     out = fields.parse_format(" ".join(names), where=f"{path} (Parquet columns)")
     fields.check_required(out, f"{path} (Parquet columns)")
-    return out
+    return out, tuple(names)
 
 
 def cloudwatch_messages(path: Path) -> list[str]:
