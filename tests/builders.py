@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-
 import sgaudit
 
 ACCOUNT = "123456789012"

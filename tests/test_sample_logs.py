@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 import sgaudit
 from sgaudit.output import iso_utc
 

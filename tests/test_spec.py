@@ -7,9 +7,8 @@ and the usage table. Each asserts the value SPEC prescribes, so breaking the rul
 from __future__ import annotations
 
 import pytest
-from builders import T0, V2, Snapshot, handshake, nodata, rec, row, run, write_log
-
 import sgaudit
+from builders import T0, V2, Snapshot, handshake, nodata, rec, row, run, write_log
 from sgaudit.usage import USAGE_COLUMNS
 
 WEB, DB = "eni-web", "eni-db"
@@ -505,3 +504,9 @@ def test_spec_record_counts_add_up(tmp_path):
     q = r.quality.set_index("bucket")["records"]
     assert q["total"] == 6 == q.drop("total").sum()
     assert (q["conversation"], q["nodata"], q["skipdata"], q["unattributable"], q["malformed"]) == (2, 1, 1, 1, 1)
+
+
+def test_spec_v2_records_of_an_interface_missing_from_the_snapshot_count_for_coverage(tmp_path):
+    recs = [rec("eni-gone", CLIENT, "10.9.9.9", 40000, 443), rec("eni-gone", "10.9.9.9", CLIENT, 443, 40000)]
+    r = run(tmp_path, account(), recs, fmt=V2)
+    assert r.quality.set_index("bucket")["records"]["interface_not_in_snapshot"] == 2

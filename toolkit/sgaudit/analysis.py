@@ -12,11 +12,11 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable
 
 import duckdb
 import pandas as pd

@@ -29,7 +29,8 @@ BUCKETS = (
 )
 
 # Swapping sides a and b of a reduced row: its counts, and the slots of its flag bitmask.
-_SWAP_BITS = "((flag_bits // 8) % 8) + (flag_bits % 8) * 8 + ((flag_bits // 512) % 8) * 64 + ((flag_bits // 64) % 8) * 512"
+_SWAP_BITS = ("((flag_bits // 8) % 8) + (flag_bits % 8) * 8"
+              " + ((flag_bits // 512) % 8) * 64 + ((flag_bits // 64) % 8) * 512")
 
 # Version-2 rows: which side is the interface's. The destination is tried first: it is when both are.
 V2_SIDES_SQL = """
@@ -48,7 +49,9 @@ LEFT JOIN addr b ON b.addr = k.b_addr
 
 _COLS = "records, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms"
 
-# Every reduced row with the interface's side as "local" (l) and the other as "peer" (p).
+# Every reduced row with the interface's side as "local" (l) and the other as "peer" (p). A version-2 row
+# is unattributable only at an interface that carries groups: elsewhere it counts for coverage only, in
+# the interface-not-in-snapshot or no-security-groups bucket, like any other record there.
 ORIENTED_SQL = """
 CREATE OR REPLACE VIEW oriented AS
 SELECT bucket, interface_id, action, protocol,
@@ -56,7 +59,8 @@ SELECT bucket, interface_id, action, protocol,
        acc_a AS acc_l, acc_b AS acc_p, rej_a AS rej_l, rej_b AS rej_p, flag_bits, {cols}
 FROM reduced WHERE bucket <> 'ok' OR resolved
 UNION ALL
-SELECT CASE WHEN v.local_is_b IS NULL THEN 'unattributable' ELSE 'ok' END, r.interface_id, r.action, r.protocol,
+SELECT CASE WHEN v.local_is_b IS NULL AND coalesce(si.has_groups, FALSE) THEN 'unattributable' ELSE 'ok' END,
+       r.interface_id, r.action, r.protocol,
        CASE WHEN v.local_is_b THEN r.b_addr ELSE r.a_addr END,
        CASE WHEN v.local_is_b THEN r.b_port ELSE r.a_port END,
        CASE WHEN v.local_is_b THEN r.a_addr ELSE r.b_addr END,
@@ -69,6 +73,7 @@ SELECT CASE WHEN v.local_is_b IS NULL THEN 'unattributable' ELSE 'ok' END, r.int
        {rcols}
 FROM reduced r LEFT JOIN v2_sides v
     ON v.interface_id = r.interface_id AND v.a_addr = r.a_addr AND v.b_addr = r.b_addr
+LEFT JOIN snapshot_interfaces si ON si.interface_id = r.interface_id
 WHERE r.bucket = 'ok' AND NOT r.resolved
 """.format(cols=_COLS, swap=_SWAP_BITS.replace("flag_bits", "r.flag_bits"),
            rcols=", ".join("r." + c.strip() for c in _COLS.split(",")))

@@ -42,7 +42,7 @@ def protocol_number(value: str | int) -> int:
     try:
         return int(s)
     except ValueError:
-        raise InventoryError(f"unknown IpProtocol {value!r}; expected tcp, udp, icmp, icmpv6, -1 or a number")
+        raise InventoryError(f"unknown IpProtocol {value!r}; expected tcp, udp, icmp, icmpv6, -1 or a number") from None
 
 
 @dataclass

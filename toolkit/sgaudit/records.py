@@ -91,7 +91,7 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
     """
     if group.kind == "parquet":
         # Parquet columns carry underscore names; rename them to AWS's names first.
-        renames = ", ".join(f'"{c}" AS "{n}"' for c, n in zip(group.columns, group.fields))
+        renames = ", ".join(f'"{c}" AS "{n}"' for c, n in zip(group.columns, group.fields, strict=True))
         src = (f"(SELECT {renames}, filename FROM read_parquet({_file_list(group.paths)}, union_by_name=true, "
                "filename=true))")
         return f"(SELECT {_select_used(group.fields, cast=True)} FROM {src})"
@@ -134,7 +134,7 @@ def original_path(path: str) -> str:
     return path
 
 
-def rejected_lines(con: duckdb.DuckDBPyConnection) -> "list[tuple[str, int, str, str]]":
+def rejected_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, str]]:
     """Every line the reader could not type, once each: (file, line, text, reason).
 
     A line can fail in several columns at once; it is one malformed record, reported with its first
