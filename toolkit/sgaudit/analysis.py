@@ -188,7 +188,7 @@ def analyze(
     memory_limit : str
         DuckDB's memory ceiling (``"1GB"``); larger work spills to disk.
     progress : callable, optional
-        Called as ``progress(files_done, files_total)`` after each batch of files.
+        Called as ``progress(files_done, files_total)`` while the files are read (a few times a second).
     workdir : path, optional
         Where the temporary database lives (default: the system's temporary folder).
 
@@ -215,6 +215,18 @@ def analyze(
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     result = Analysis(inv, (None, None), files, con, [], tmpdir)
+    try:
+        _run(result, files, inv, lo, hi, progress)
+    except BaseException:
+        result.close()  # the temporary folder and the database go with the failure
+        raise
+    return result
+
+
+def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo: int | None, hi: int | None,
+         progress: Callable[[int, int], None] | None) -> None:
+    """The stages of `analyze`, in order, filling ``result``."""
+    con, tmpdir = result.con, result._tmpdir
     problems = result.problems_list
     problems += [{"kind": p["kind"], "resource": p["resource"], "detail": p["detail"]} for p in inv.problems]
     problems += [{"kind": "empty_file", "resource": str(f.path), "detail": "the file holds no records"}
@@ -238,7 +250,6 @@ def analyze(
     w_hi = hi if hi is not None else span[1]
     result.window = tuple(pd.Timestamp(v, unit="ms", tz="UTC") if v is not None else None
                           for v in (w_lo, w_hi))  # type: ignore[assignment]
-    return result
 
 
 def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
@@ -247,7 +258,7 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
     if unresolved:
         build_address_table(con, "SELECT a_addr AS a FROM reduced WHERE bucket = 'ok' AND NOT resolved "
                                  "UNION ALL SELECT b_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved",
-                            table="addr")
+                            table="v2_addr")
         con.execute(conversations.V2_SIDES_SQL)
     else:
         con.execute("CREATE OR REPLACE TABLE v2_sides (interface_id VARCHAR, a_addr VARCHAR, b_addr VARCHAR, "
@@ -255,8 +266,9 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
     con.execute(conversations.ORIENTED_SQL)
     # The reduction's rows already are conversations when one statement read every record and each
     # record said its direction; otherwise rows of one conversation may be several, and are summed.
-    merged = statements == 1 and not unresolved
-    con.execute(conversations.CONVERSATIONS_RAW_VIEW if merged else conversations.CONVERSATIONS_RAW_SQL)
+    already_conversations = statements == 1 and not unresolved
+    con.execute(conversations.CONVERSATIONS_RAW_VIEW if already_conversations
+                else conversations.CONVERSATIONS_RAW_SQL)
     build_ipv6_table(con, "SELECT peer_addr AS a FROM conv_raw WHERE peer_addr LIKE '%:%'", table="addr")
     con.execute(conversations.CONVERSATIONS_SQL)
     con.execute(conversations.BUCKETS_SQL)

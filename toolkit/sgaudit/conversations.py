@@ -43,8 +43,8 @@ SELECT k.interface_id, k.a_addr, k.b_addr,
                      AND a.num BETWEEN o.lo AND o.hi) THEN FALSE
     END AS local_is_b
 FROM (SELECT DISTINCT interface_id, a_addr, b_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved) k
-LEFT JOIN addr a ON a.addr = k.a_addr
-LEFT JOIN addr b ON b.addr = k.b_addr
+LEFT JOIN v2_addr a ON a.addr = k.a_addr
+LEFT JOIN v2_addr b ON b.addr = k.b_addr
 """
 
 _COLS = "records, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms"
