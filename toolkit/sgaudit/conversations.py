@@ -109,19 +109,14 @@ WHERE o.bucket = 'ok'
 # records count as malformed.
 CONVERSATIONS_SQL = """
 CREATE OR REPLACE TABLE conversations AS
-SELECT row_number() OVER () AS conversation_id,
-       c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.local_addr,
-       CASE WHEN ipv4_num(c.peer_addr) IS NOT NULL THEN 4 ELSE v6.family END::TINYINT AS family,
-       coalesce(ipv4_num(c.peer_addr), v6.num) AS peer_num,
+SELECT c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.local_addr,
+       CASE WHEN c.v4 IS NOT NULL THEN 4 ELSE v6.family END::TINYINT AS family,
+       coalesce(c.v4, v6.num) AS peer_num,
        c.records::BIGINT AS records, c.acc_p::BIGINT AS acc_p, c.acc_l::BIGINT AS acc_l,
-       c.rej_p::BIGINT AS rej_p, c.rej_l::BIGINT AS rej_l,
-       (f // 8) % 2 AS acc_p_syn, (f // 16) % 2 AS acc_p_synack, (f // 32) % 2 AS acc_p_rst,
-       f % 2 AS acc_l_syn, (f // 2) % 2 AS acc_l_synack, (f // 4) % 2 AS acc_l_rst,
-       (f // 512) % 2 AS rej_p_syn, (f // 1024) % 2 AS rej_p_synack,
-       (f // 64) % 2 AS rej_l_syn, (f // 128) % 2 AS rej_l_synack,
+       c.rej_p::BIGINT AS rej_p, c.rej_l::BIGINT AS rej_l, coalesce(c.flag_bits, 0)::SMALLINT AS flag_bits,
        c.packets::BIGINT AS packets, c.bytes::BIGINT AS bytes,
        c.first_ms, c.last_ms, c.rej_first_ms, c.rej_last_ms
-FROM (SELECT *, coalesce(flag_bits, 0) AS f FROM conv_raw) c
+FROM (SELECT *, ipv4_num(peer_addr) AS v4 FROM conv_raw) c
 LEFT JOIN addr v6 ON v6.addr = c.peer_addr
 """
 
@@ -152,6 +147,14 @@ GROUP BY interface_id, bucket
 # The facts are taken from the accepted records when there are any (evidence must rest on what was
 # allowed), otherwise from the rejected ones (a REJECT-only conversation still has a direction, for the
 # rejected-attempts report). P = the peer sent it, L = the interface E sent it.
+
+# The flag bitmask of the reduction (see `reduction`), one fact per column.
+_FLAGS = """
+    (flag_bits // 8) % 2 AS acc_p_syn, (flag_bits // 16) % 2 AS acc_p_synack, (flag_bits // 32) % 2 AS acc_p_rst,
+    flag_bits % 2 AS acc_l_syn, (flag_bits // 2) % 2 AS acc_l_synack, (flag_bits // 4) % 2 AS acc_l_rst,
+    (flag_bits // 512) % 2 AS rej_p_syn, (flag_bits // 1024) % 2 AS rej_p_synack,
+    (flag_bits // 64) % 2 AS rej_l_syn, (flag_bits // 128) % 2 AS rej_l_synack
+"""
 
 _BASIS = """
     (acc_p + acc_l) > 0 AS accepted,
@@ -199,22 +202,25 @@ CASE
 END
 """
 
+# A conversation is identified by its row in ``conversations`` (DuckDB's ``rowid``: the table is written
+# once and never changed). ``n_in``/``n_out``: how many rules of each direction could allow it.
 CLASSIFY_SQL = """
 CREATE OR REPLACE TABLE classified AS
-WITH k AS (
-    SELECT c.*,
-        coalesce(m.allows_in, FALSE) AS allows_in,
-        coalesce(m.allows_out, FALSE) AS allows_out,
+WITH c AS (SELECT rowid AS conversation_id, *, {flags} FROM conversations WHERE family IS NOT NULL),
+m AS (SELECT conversation_id, sum(CASE WHEN is_egress THEN 0 ELSE 1 END) AS n_in,
+             sum(CASE WHEN is_egress THEN 1 ELSE 0 END) AS n_out
+      FROM candidates GROUP BY conversation_id),
+k AS (
+    SELECT c.*, coalesce(m.n_in, 0) > 0 AS allows_in, coalesce(m.n_out, 0) > 0 AS allows_out,
+           coalesce(m.n_in, 0) AS n_in, coalesce(m.n_out, 0) AS n_out,
         {basis}
-    FROM conversations c
-    LEFT JOIN (SELECT conversation_id, bool_or(NOT is_egress) AS allows_in, bool_or(is_egress) AS allows_out
-               FROM candidates GROUP BY conversation_id) m USING (conversation_id)
-    WHERE c.family IS NOT NULL
+    FROM c LEFT JOIN m USING (conversation_id)
 ),
 i AS (SELECT *, {initiator} AS initiator FROM k)
 SELECT *,
     CASE WHEN initiator = 'P' THEN 'inbound' ELSE 'outbound' END AS direction,
     CASE WHEN initiator = 'P' THEN local_port ELSE peer_port END AS port,
+    CASE WHEN NOT accepted THEN 0 WHEN initiator = 'P' THEN n_in ELSE n_out END AS n_rules,
     {evidence} AS evidence
 FROM i
 """
@@ -222,4 +228,4 @@ FROM i
 
 def classify_sql() -> str:
     """The statement that gives every conversation its initiator, direction, port and evidence."""
-    return CLASSIFY_SQL.format(basis=_BASIS, initiator=INITIATOR_SQL, evidence=EVIDENCE_SQL)
+    return CLASSIFY_SQL.format(flags=_FLAGS, basis=_BASIS, initiator=INITIATOR_SQL, evidence=EVIDENCE_SQL)

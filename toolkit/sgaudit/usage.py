@@ -22,8 +22,7 @@ EVIDENCE_RANK = {"established": 3, "inferred": 2, "attempted": 1}
 RULE_STATS_SQL = """
 WITH cr AS (
     SELECT r.rule_id, c.conversation_id, c.family, c.peer_num, c.port, c.evidence,
-           c.first_ms, c.last_ms, c.bytes, c.packets,
-           count(*) OVER (PARTITION BY c.conversation_id) AS n_rules
+           c.first_ms, c.last_ms, c.bytes, c.packets, c.n_rules
     FROM conversation_rules r JOIN classified c USING (conversation_id)
 )
 SELECT rule_id,
@@ -129,7 +128,7 @@ CONVERSATIONS_SQL = f"{CONVERSATIONS_VIEW} WHERE c.accepted ORDER BY c.interface
 
 UNEXPLAINED_SQL = f"""
 SELECT u.* EXCLUDE (rules, rule_count), i.group_ids
-FROM ({CONVERSATIONS_VIEW} WHERE c.accepted AND r.n IS NULL) u
+FROM ({CONVERSATIONS_VIEW} WHERE c.accepted AND c.n_rules = 0) u
 LEFT JOIN snapshot_interfaces i USING (interface_id)
 ORDER BY u.interface_id, u.conversation_id
 """
