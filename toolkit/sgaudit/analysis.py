@@ -307,6 +307,10 @@ def _execute_with_progress(con: duckdb.DuckDBPyConnection, sql: str,
     if on_fraction is None:
         con.execute(sql)
         return
+    # DuckDB tracks progress only with its progress bar on; sgaudit draws its own bar over files.
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
+    con.execute("SET progress_bar_time = 0")
     failure: list[BaseException] = []
 
     def work() -> None:

@@ -52,7 +52,9 @@ def _progress_bar(enabled: bool):
         return None, None
     from tqdm import tqdm
 
-    bar = tqdm(total=0, unit="file", desc="reading flow logs", file=sys.stderr, disable=None, leave=False)
+    # Drawn on a terminal only: a log file or a CI job gets the summary alone.
+    bar = tqdm(total=0, unit="file", desc="reading flow logs", file=sys.stderr, disable=not sys.stderr.isatty(),
+               leave=False)
 
     def update(done: int, total: int) -> None:
         bar.total = total
