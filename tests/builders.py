@@ -119,10 +119,9 @@ def line(r: dict, fmt: list[str]) -> str:
     return " ".join("-" if r.get(f) is None else str(r[f]) for f in fmt)
 
 
-def write_log(path: Path, records: list[dict], fmt: list[str] = V5, *, header: bool = True,
-              compress: bool = True) -> Path:
-    """Write records as an S3-style text file (header line, gzip) or a bare text file."""
-    text = (" ".join(fmt) + "\n" if header else "") + "".join(line(r, fmt) + "\n" for r in records)
+def write_text(path: Path, lines: list[str], *, compress: bool = True) -> Path:
+    """Write lines as they are, gzip-compressed or plain."""
+    text = "".join(s + "\n" for s in lines)
     path.parent.mkdir(parents=True, exist_ok=True)
     if compress:
         with gzip.open(path, "wt", encoding="utf-8") as fh:
@@ -130,6 +129,28 @@ def write_log(path: Path, records: list[dict], fmt: list[str] = V5, *, header: b
     else:
         path.write_text(text)
     return path
+
+
+def write_log(path: Path, records: list[dict], fmt: list[str] = V5, *, header: bool = True,
+              compress: bool = True) -> Path:
+    """Write records as an S3-style text file (header line, gzip) or a bare text file."""
+    lines = ([" ".join(fmt)] if header else []) + [line(r, fmt) for r in records]
+    return write_text(path, lines, compress=compress)
+
+
+#: The two records of the VPC Flow Logs article that motivated sgaudit, with their header line.
+ARTICLE_HEADER = ("account-id action az-id bytes dstaddr dstport end flow-direction instance-id interface-id "
+                  "log-status packets pkt-dst-aws-service pkt-dstaddr pkt-src-aws-service pkt-srcaddr protocol "
+                  "region srcaddr srcport start sublocation-id sublocation-type subnet-id tcp-flags traffic-path "
+                  "type version vpc-id")
+ARTICLE_LINES = [
+    "002244369527 ACCEPT use1-az6 11814 10.10.0.73 4000 1738854253 ingress i-03efaa125b5acbd69 "
+    "eni-027ce9d7c95605b1d OK 22 - 10.10.0.73 - 100.64.0.39 6 us-east-1 100.64.0.39 18762 1738854240 - - "
+    "subnet-081cfbbbb8bfeb867 2 - IPv4 5 vpc-0d585d9ae3c06759b",
+    "002244369527 ACCEPT use1-az6 9025 100.64.0.39 18762 1738854253 egress i-03efaa125b5acbd69 "
+    "eni-027ce9d7c95605b1d OK 17 - 100.64.0.39 - 10.10.0.73 6 us-east-1 10.10.0.73 4000 1738854240 - - "
+    "subnet-081cfbbbb8bfeb867 18 1 IPv4 5 vpc-0d585d9ae3c06759b",
+]
 
 
 def run(tmp_path: Path, snap: Snapshot, records: list[dict], fmt: list[str] = V5, **kwargs) -> sgaudit.Analysis:

@@ -11,7 +11,7 @@ import json
 
 import pytest
 import sgaudit
-from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log
+from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log, write_text
 
 SERVER, CLIENT = "10.0.0.5", "198.51.100.7"
 
@@ -27,16 +27,6 @@ def quality(result: sgaudit.Analysis) -> dict[str, int]:
     q = result.quality.set_index("bucket")["records"].to_dict()
     assert sum(v for k, v in q.items() if k != "total") == q["total"], "buckets must add up to the total"
     return q
-
-
-def write_text(path, lines: list[str], *, compress: bool = True):
-    text = "".join(s + "\n" for s in lines)
-    if compress:
-        with gzip.open(path, "wt", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
-    return path
 
 
 # --- Files that cannot be read --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sgaudit
-from builders import T0, Snapshot, handshake, nodata, rec, write_log
+from builders import ARTICLE_HEADER, ARTICLE_LINES, T0, Snapshot, handshake, nodata, rec, write_log
 from sgaudit.cli import COMPANIONS, main
 from sgaudit.usage import USAGE_COLUMNS
 
@@ -158,20 +158,6 @@ def test_start_end_filter(tmp_path, capsys, start, end):
     quality = read(out.with_name("usage.quality.csv")).set_index("bucket")["records"].astype(int)
     assert (quality["outside_window"], quality["conversation"], quality["total"]) == (2, 2, 4)
     assert capsys.readouterr().out.splitlines()[0] == "window      2025-02-06T15:00:00Z .. 2025-02-06T15:30:00Z"
-
-
-ARTICLE_HEADER = ("account-id action az-id bytes dstaddr dstport end flow-direction instance-id interface-id "
-                  "log-status packets pkt-dst-aws-service pkt-dstaddr pkt-src-aws-service pkt-srcaddr protocol "
-                  "region srcaddr srcport start sublocation-id sublocation-type subnet-id tcp-flags traffic-path "
-                  "type version vpc-id")
-ARTICLE_LINES = [
-    "002244369527 ACCEPT use1-az6 11814 10.10.0.73 4000 1738854253 ingress i-03efaa125b5acbd69 "
-    "eni-027ce9d7c95605b1d OK 22 - 10.10.0.73 - 100.64.0.39 6 us-east-1 100.64.0.39 18762 1738854240 - - "
-    "subnet-081cfbbbb8bfeb867 2 - IPv4 5 vpc-0d585d9ae3c06759b",
-    "002244369527 ACCEPT use1-az6 9025 100.64.0.39 18762 1738854253 egress i-03efaa125b5acbd69 "
-    "eni-027ce9d7c95605b1d OK 17 - 100.64.0.39 - 10.10.0.73 6 us-east-1 10.10.0.73 4000 1738854240 - - "
-    "subnet-081cfbbbb8bfeb867 18 1 IPv4 5 vpc-0d585d9ae3c06759b",
-]
 
 
 def test_article_records(tmp_path, capsys):

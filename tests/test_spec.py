@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import pytest
 import sgaudit
-from builders import T0, V2, Snapshot, handshake, nodata, rec, row, run, write_log
+from builders import (
+    ARTICLE_HEADER,
+    ARTICLE_LINES,
+    T0,
+    V2,
+    Snapshot,
+    handshake,
+    nodata,
+    rec,
+    row,
+    run,
+    write_log,
+    write_text,
+)
 from sgaudit.usage import USAGE_COLUMNS
 
 WEB, DB = "eni-web", "eni-db"
@@ -470,20 +483,7 @@ def test_spec_traffic_between_two_logged_interfaces_is_two_conversations(tmp_pat
 
 def test_spec_article_records(tmp_path):
     """The two records of the VPC Flow Logs article: the rule is used, established, last seen 15:04:13Z."""
-    header = ("account-id action az-id bytes dstaddr dstport end flow-direction instance-id interface-id "
-              "log-status packets pkt-dst-aws-service pkt-dstaddr pkt-src-aws-service pkt-srcaddr protocol "
-              "region srcaddr srcport start sublocation-id sublocation-type subnet-id tcp-flags traffic-path type "
-              "version vpc-id")
-    lines = [
-        "002244369527 ACCEPT use1-az6 11814 10.10.0.73 4000 1738854253 ingress i-03efaa125b5acbd69 "
-        "eni-027ce9d7c95605b1d OK 22 - 10.10.0.73 - 100.64.0.39 6 us-east-1 100.64.0.39 18762 1738854240 - - "
-        "subnet-081cfbbbb8bfeb867 2 - IPv4 5 vpc-0d585d9ae3c06759b",
-        "002244369527 ACCEPT use1-az6 9025 100.64.0.39 18762 1738854253 egress i-03efaa125b5acbd69 "
-        "eni-027ce9d7c95605b1d OK 17 - 100.64.0.39 - 10.10.0.73 6 us-east-1 10.10.0.73 4000 1738854240 - - "
-        "subnet-081cfbbbb8bfeb867 18 1 IPv4 5 vpc-0d585d9ae3c06759b",
-    ]
-    log = tmp_path / "article.log"
-    log.write_text(header + "\n" + "\n".join(lines) + "\n")
+    log = write_text(tmp_path / "article.log", [ARTICLE_HEADER, *ARTICLE_LINES], compress=False)
     snap = Snapshot().group("sg-app", "app")
     snap.rule("sgr-4000", "sg-app", "tcp", 4000, cidr="100.64.0.0/10")
     snap.interface("eni-027ce9d7c95605b1d", "10.10.0.73", ["sg-app"])
