@@ -217,7 +217,9 @@ k AS (
     FROM c LEFT JOIN m USING (conversation_id)
 ),
 i AS (SELECT *, {initiator} AS initiator FROM k)
-SELECT *,
+-- Only what the result tables read: this table is as long as the input has conversations.
+SELECT conversation_id, interface_id, protocol, local_addr, local_port, peer_addr, peer_port, family, peer_num,
+    accepted, acc_p, acc_l, rej_p, rej_l, flag_bits, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms,
     CASE WHEN initiator = 'P' THEN 'inbound' ELSE 'outbound' END AS direction,
     CASE WHEN initiator = 'P' THEN local_port ELSE peer_port END AS port,
     CASE WHEN NOT accepted THEN 0 WHEN initiator = 'P' THEN n_in ELSE n_out END AS n_rules,

@@ -18,6 +18,8 @@ conversation"; a conversation then belongs to the candidates of its own directio
 
 from __future__ import annotations
 
+import ipaddress
+
 import duckdb
 import pandas as pd
 
@@ -51,7 +53,7 @@ def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> Non
                 singles.append((r.rule_id, fam, str(lo), str(lo)))
             continue
         cidrs = [r.peer] if r.peer_kind == "cidr" else inv.prefix_lists.get(r.peer, [])
-        for c in cidrs:
+        for c in _collapse(cidrs):
             fam, lo, hi = cidr_range(c)
             ranges.append((r.rule_id, fam, str(lo), str(hi)))
     _put_ranges(con, "rule_ranges", "rule_id", ranges)
@@ -68,6 +70,15 @@ def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> Non
     owned = [(a.interface_id, *_str_range(a.address)) for a in inv.addresses.itertuples(index=False)]
     owned += [(p.interface_id, *_str_range(p.cidr)) for p in inv.prefixes.itertuples(index=False)]
     _put_ranges(con, "owned", "interface_id", owned)
+
+
+def _collapse(cidrs: list[str]) -> list[str]:
+    """The same address space without overlaps (a prefix list may hold 10.0.0.0/8 and 10.1.0.0/16)."""
+    nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs]
+    out = []
+    for version in (4, 6):
+        out += [str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)]
+    return out
 
 
 def _str_range(cidr: str) -> tuple[int, str, str]:
@@ -102,9 +113,11 @@ _FITS = """
          OR (CASE WHEN r.is_egress THEN c.peer_port ELSE c.local_port END) BETWEEN r.from_port AND r.to_port)
 """
 
+# A rule's ranges do not overlap (`_collapse`) and a referenced group's members are distinct, so each
+# (conversation, rule) pair comes out once without a DISTINCT.
 CANDIDATES_SQL = f"""
 CREATE OR REPLACE TABLE candidates AS
-SELECT DISTINCT conversation_id, rule_id, is_egress FROM (
+SELECT conversation_id, rule_id, is_egress FROM (
     SELECT c.rowid AS conversation_id, r.rule_id, r.is_egress
     FROM conversations c
     JOIN iface_rule_ranges r ON r.interface_id = c.interface_id AND r.family = c.family
@@ -118,9 +131,10 @@ SELECT DISTINCT conversation_id, rule_id, is_egress FROM (
 )
 """
 
-# Every matching rule gets the conversation, in the conversation's own direction.
+# Every matching rule gets the conversation, in the conversation's own direction. A view: it is read
+# once for the usage table, and again only if the per-conversation table is asked for.
 CONVERSATION_RULES_SQL = """
-CREATE OR REPLACE TABLE conversation_rules AS
+CREATE OR REPLACE VIEW conversation_rules AS
 SELECT m.conversation_id, m.rule_id
 FROM candidates m JOIN classified c USING (conversation_id)
 WHERE m.is_egress = (c.direction = 'outbound')

@@ -109,8 +109,8 @@ SELECT c.conversation_id, c.interface_id, c.direction, c.protocol, c.local_addr 
        c.local_port, c.peer_addr AS peer, c.peer_port, c.port, c.evidence,
        c.acc_p + c.acc_l AS accepted_records, c.rej_p + c.rej_l AS rejected_records,
        c.packets, c.bytes, c.first_ms, c.last_ms,
-       c.acc_p_syn = 1 AS peer_syn, c.acc_p_synack = 1 AS peer_synack,
-       c.acc_l_syn = 1 AS local_syn, c.acc_l_synack = 1 AS local_synack,
+       (c.flag_bits // 8) % 2 = 1 AS peer_syn, (c.flag_bits // 16) % 2 = 1 AS peer_synack,
+       c.flag_bits % 2 = 1 AS local_syn, (c.flag_bits // 2) % 2 = 1 AS local_synack,
           coalesce(r.rules, '') AS rules, coalesce(r.n, 0) AS rule_count
 FROM classified c
 LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules, count(*) AS n
