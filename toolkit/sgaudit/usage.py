@@ -107,17 +107,13 @@ def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[st
     return df[USAGE_COLUMNS].sort_values(["group_id", "direction", "rule_id"], kind="stable").reset_index(drop=True)
 
 
-CONVERSATIONS_VIEW = """
-SELECT c.conversation_id, c.interface_id, c.direction, c.protocol, c.local_addr AS local_address,
-       c.local_port, c.peer_addr AS peer, c.peer_port, c.port, c.evidence,
-       c.acc_p + c.acc_l AS accepted_records, c.rej_p + c.rej_l AS rejected_records,
-       c.packets, c.bytes, c.first_ms, c.last_ms,
-       (c.flag_bits // 8) % 2 = 1 AS peer_syn, (c.flag_bits // 16) % 2 = 1 AS peer_synack,
-       c.flag_bits % 2 = 1 AS local_syn, (c.flag_bits // 2) % 2 = 1 AS local_synack,
-          coalesce(r.rules, '') AS rules, coalesce(r.n, 0) AS rule_count
-FROM classified c
-LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules, count(*) AS n
-           FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+_CONVERSATION_COLUMNS = """
+    c.conversation_id, c.interface_id, c.direction, c.protocol, c.local_addr AS local_address,
+    c.local_port, c.peer_addr AS peer, c.peer_port, c.port, c.evidence,
+    c.acc_p + c.acc_l AS accepted_records, c.rej_p + c.rej_l AS rejected_records,
+    c.packets, c.bytes, c.first_ms, c.last_ms,
+    (c.flag_bits // 8) % 2 = 1 AS peer_syn, (c.flag_bits // 16) % 2 = 1 AS peer_synack,
+    c.flag_bits % 2 = 1 AS local_syn, (c.flag_bits // 2) % 2 = 1 AS local_synack
 """
 
 
@@ -127,13 +123,19 @@ def _times(df: pd.DataFrame, first: str = "first_ms", last: str = "last_ms") -> 
     return df.drop(columns=[first, last])
 
 
-CONVERSATIONS_SQL = f"{CONVERSATIONS_VIEW} WHERE c.accepted ORDER BY c.interface_id, c.conversation_id"
+CONVERSATIONS_SQL = f"""
+SELECT {_CONVERSATION_COLUMNS}, coalesce(r.rules, '') AS rules, c.n_rules AS rule_count
+FROM classified c
+LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
+           FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+WHERE c.accepted ORDER BY c.interface_id, c.conversation_id
+"""
 
 UNEXPLAINED_SQL = f"""
-SELECT u.* EXCLUDE (rules, rule_count), i.group_ids
-FROM ({CONVERSATIONS_VIEW} WHERE c.accepted AND c.n_rules = 0) u
-LEFT JOIN snapshot_interfaces i USING (interface_id)
-ORDER BY u.interface_id, u.conversation_id
+SELECT {_CONVERSATION_COLUMNS}, i.group_ids
+FROM classified c LEFT JOIN snapshot_interfaces i USING (interface_id)
+WHERE c.accepted AND c.n_rules = 0
+ORDER BY c.interface_id, c.conversation_id
 """
 
 #: Tables that can be as long as the input (one row per conversation): written by DuckDB, not pandas.
