@@ -22,7 +22,7 @@ import duckdb
 import pandas as pd
 
 from . import conversations, matching, records, reduction, sources, usage
-from .addresses import build_address_table, build_ipv6_table
+from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table
 from .errors import WindowError
 from .fields import parse_format
 from .inventory import Inventory
@@ -232,6 +232,7 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     problems += [{"kind": "empty_file", "resource": str(f.path), "detail": "the file holds no records"}
                  for f in files if f.kind == "empty"]
 
+    con.execute(IPV4_MACRO)
     statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
     for path, line, text, reason in records.rejected_lines(con):
         problems.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
@@ -347,7 +348,9 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress)
     done = sum(1 for f in files if f.kind == "empty")
     groups = records.group_files(files)
     for group in groups:
-        sql = reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms)
+        # The peer's number (IPv4) is computed here, once per reduced row, outside the portable reduction.
+        sql = (f"SELECT *, ipv4_num(b_addr) AS b_num4 FROM "
+               f"({reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms)}) AS reduced_rows")
         sql = f"INSERT INTO reduced {sql}" if created else f"CREATE TABLE reduced AS {sql}"
         base, size = done, len(group.paths)
         report = (lambda frac, base=base, size=size: progress(base + int(frac * size), total)) if progress else None
@@ -367,5 +370,6 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress)
                  "NULL::BIGINT AS start, NULL::BIGINT AS \"end\", NULL::VARCHAR AS action, "
                  "NULL::VARCHAR AS log_status, NULL::SMALLINT AS tcp_flags, "
                  "NULL::VARCHAR AS flow_direction, NULL::VARCHAR AS source_file) WHERE FALSE)")
-        con.execute(f"CREATE TABLE reduced AS {reduction.reduce_sql(empty, lo_ms, hi_ms)}")
+        con.execute(f"CREATE TABLE reduced AS SELECT *, ipv4_num(b_addr) AS b_num4 FROM "
+                    f"({reduction.reduce_sql(empty, lo_ms, hi_ms)}) AS reduced_rows")
     return len(groups)

@@ -56,7 +56,7 @@ ORIENTED_SQL = """
 CREATE OR REPLACE VIEW oriented AS
 SELECT bucket, interface_id, action, protocol,
        local_addr, a_port AS local_port, b_addr AS peer_addr, b_port AS peer_port,
-       acc_a AS acc_l, acc_b AS acc_p, rej_a AS rej_l, rej_b AS rej_p, flag_bits, {cols}
+       acc_a AS acc_l, acc_b AS acc_p, rej_a AS rej_l, rej_b AS rej_p, flag_bits, {cols}, b_num4 AS peer_num4
 FROM reduced WHERE bucket <> 'ok' OR resolved
 UNION ALL
 SELECT CASE WHEN v.local_is_b IS NULL AND coalesce(si.has_groups, FALSE) THEN 'unattributable' ELSE 'ok' END,
@@ -70,7 +70,8 @@ SELECT CASE WHEN v.local_is_b IS NULL AND coalesce(si.has_groups, FALSE) THEN 'u
        CASE WHEN v.local_is_b THEN r.rej_b ELSE r.rej_a END,
        CASE WHEN v.local_is_b THEN r.rej_a ELSE r.rej_b END,
        CASE WHEN v.local_is_b THEN {swap} ELSE r.flag_bits END,
-       {rcols}
+       {rcols},
+       CASE WHEN v.local_is_b THEN ipv4_num(r.a_addr) ELSE r.b_num4 END
 FROM reduced r LEFT JOIN v2_sides v
     ON v.interface_id = r.interface_id AND v.a_addr = r.a_addr AND v.b_addr = r.b_addr
 LEFT JOIN snapshot_interfaces si ON si.interface_id = r.interface_id
@@ -82,9 +83,9 @@ WHERE r.bucket = 'ok' AND NOT r.resolved
 # without groups, counts for coverage only. When the reduction ran as one statement over resolved
 # records, its rows already are conversations and the sum is skipped (`CONVERSATIONS_RAW_VIEW`).
 CONVERSATIONS_RAW_SQL = """
-CREATE OR REPLACE TABLE conv_raw AS
+CREATE OR REPLACE TABLE conv_merged AS
 SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port,
-       min(o.local_addr) AS local_addr,
+       min(o.local_addr) AS local_addr, min(o.peer_num4) AS peer_num4,
        sum(o.records) AS records,
        sum(o.acc_l) AS acc_l, sum(o.acc_p) AS acc_p, sum(o.rej_l) AS rej_l, sum(o.rej_p) AS rej_p,
        bit_or(o.flag_bits) AS flag_bits,
@@ -93,30 +94,34 @@ SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port,
        min(o.rej_first_ms) AS rej_first_ms, max(o.rej_last_ms) AS rej_last_ms
 FROM oriented o JOIN snapshot_interfaces i ON i.interface_id = o.interface_id AND i.has_groups
 WHERE o.bucket = 'ok'
-GROUP BY o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port
+GROUP BY o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port;
+CREATE OR REPLACE VIEW conv_raw AS SELECT rowid AS conversation_id, * FROM conv_merged
 """
 
+# The reduction's own rows, when they already are conversations. A conversation is identified by its
+# row (DuckDB's ``rowid``: the table is written once and never changed), so nothing is copied.
 CONVERSATIONS_RAW_VIEW = """
 CREATE OR REPLACE VIEW conv_raw AS
-SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port, o.local_addr, o.records,
-       o.acc_l, o.acc_p, o.rej_l, o.rej_p, o.flag_bits, o.packets, o.bytes,
-       o.first_ms, o.last_ms, o.rej_first_ms, o.rej_last_ms
-FROM oriented o JOIN snapshot_interfaces i ON i.interface_id = o.interface_id AND i.has_groups
-WHERE o.bucket = 'ok'
+SELECT r.rowid AS conversation_id, r.interface_id, r.protocol, r.a_port AS local_port, r.b_addr AS peer_addr,
+       r.b_port AS peer_port, r.local_addr, r.b_num4 AS peer_num4, r.records,
+       r.acc_a AS acc_l, r.acc_b AS acc_p, r.rej_a AS rej_l, r.rej_b AS rej_p, r.flag_bits, r.packets, r.bytes,
+       r.first_ms, r.last_ms, r.rej_first_ms, r.rej_last_ms
+FROM reduced r JOIN snapshot_interfaces i ON i.interface_id = r.interface_id AND i.has_groups
+WHERE r.bucket = 'ok'
 """
 
 # The peer as a number (`addresses`); a peer that is neither IPv4 nor IPv6 gets family NULL, and its
 # records count as malformed.
 CONVERSATIONS_SQL = """
-CREATE OR REPLACE TABLE conversations AS
-SELECT c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.local_addr,
-       CASE WHEN c.v4 IS NOT NULL THEN 4 ELSE v6.family END::TINYINT AS family,
-       coalesce(c.v4, v6.num) AS peer_num,
+CREATE OR REPLACE VIEW conversations AS
+SELECT c.conversation_id, c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.local_addr,
+       CASE WHEN c.peer_num4 IS NOT NULL THEN 4 ELSE v6.family END::TINYINT AS family,
+       coalesce(c.peer_num4, v6.num) AS peer_num,
        c.records::BIGINT AS records, c.acc_p::BIGINT AS acc_p, c.acc_l::BIGINT AS acc_l,
        c.rej_p::BIGINT AS rej_p, c.rej_l::BIGINT AS rej_l, coalesce(c.flag_bits, 0)::SMALLINT AS flag_bits,
        c.packets::BIGINT AS packets, c.bytes::BIGINT AS bytes,
        c.first_ms, c.last_ms, c.rej_first_ms, c.rej_last_ms
-FROM (SELECT *, ipv4_num(peer_addr) AS v4 FROM conv_raw) c
+FROM conv_raw c
 LEFT JOIN addr v6 ON v6.addr = c.peer_addr
 """
 
@@ -202,11 +207,10 @@ CASE
 END
 """
 
-# A conversation is identified by its row in ``conversations`` (DuckDB's ``rowid``: the table is written
-# once and never changed). ``n_in``/``n_out``: how many rules of each direction could allow it.
+# ``n_in``/``n_out``: how many rules of each direction could allow the conversation.
 CLASSIFY_SQL = """
 CREATE OR REPLACE TABLE classified AS
-WITH c AS (SELECT rowid AS conversation_id, *, {flags} FROM conversations WHERE family IS NOT NULL),
+WITH c AS (SELECT *, {flags} FROM conversations WHERE family IS NOT NULL),
 m AS (SELECT conversation_id, sum(CASE WHEN is_egress THEN 0 ELSE 1 END) AS n_in,
              sum(CASE WHEN is_egress THEN 1 ELSE 0 END) AS n_out
       FROM candidates GROUP BY conversation_id),

@@ -118,12 +118,12 @@ _FITS = """
 CANDIDATES_SQL = f"""
 CREATE OR REPLACE TABLE candidates AS
 SELECT conversation_id, rule_id, is_egress FROM (
-    SELECT c.rowid AS conversation_id, r.rule_id, r.is_egress
+    SELECT c.conversation_id, r.rule_id, r.is_egress
     FROM conversations c
     JOIN iface_rule_ranges r ON r.interface_id = c.interface_id AND r.family = c.family
     WHERE c.acc_p + c.acc_l > 0 AND c.peer_num BETWEEN r.lo AND r.hi AND {_FITS}
     UNION ALL
-    SELECT c.rowid AS conversation_id, r.rule_id, r.is_egress
+    SELECT c.conversation_id, r.rule_id, r.is_egress
     FROM conversations c
     JOIN iface_rule_members r ON r.interface_id = c.interface_id AND r.family = c.family
         AND r.num = c.peer_num
