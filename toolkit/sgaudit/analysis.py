@@ -1,9 +1,9 @@
 """`analyze`: flow logs + inventory snapshot → rule usage, the one call notebooks and the CLI make.
 
-The stages run in order, each one SQL statement in one DuckDB database kept on disk in a temporary
-folder, so that nothing grows with the input but the disk: read and reduce (per batch of files, with
-a progress bar), bucket and attribute, conversations, match, classify, then the small result tables,
-which come back as pandas DataFrames.
+The stages run in order, each one SQL statement in one DuckDB database that spills to a temporary
+folder past its memory limit, so that nothing grows with the input but the disk: read and reduce (one
+statement per file layout, with a progress bar), version-2 sides, conversations and buckets, matching,
+classification; then the result tables, which come back as pandas DataFrames when first asked for.
 """
 
 from __future__ import annotations
@@ -30,18 +30,6 @@ from .inventory import load as load_inventory
 
 #: DuckDB's memory ceiling. Aggregations past it spill to the temporary folder rather than grow.
 DEFAULT_MEMORY_LIMIT = os.environ.get("SGAUDIT_MEMORY_LIMIT", "1GB")
-
-BUCKET_TEXT = {
-    "conversation": "in a conversation (matched against rules)",
-    "nodata": "NODATA (no traffic in the interval: coverage only)",
-    "skipdata": "SKIPDATA (records AWS skipped: coverage only)",
-    "malformed": "malformed (see the problems table for file, line and value)",
-    "outside_window": "outside the window (--start/--end)",
-    "unattributable": "unattributable (no interface, or neither address is the interface's)",
-    "interface_not_in_snapshot": "interface not in the snapshot (coverage only)",
-    "no_security_groups": "interface without security groups, e.g. a NAT gateway (coverage only)",
-}
-
 
 def parse_time(value: str | int | float | datetime | pd.Timestamp | None, name: str) -> int | None:
     """A user's ``--start``/``--end`` as Unix milliseconds: ISO 8601 (naive means UTC) or Unix seconds."""
@@ -114,11 +102,18 @@ class Analysis:
     def quality(self) -> pd.DataFrame:
         """Records by bucket; the ``total`` row is the records read, and the buckets add up to it."""
         counts = dict(self.con.sql("SELECT bucket, sum(records) FROM buckets GROUP BY 1").fetchall())
-        counts["malformed"] = counts.get("malformed", 0) + sum(
-            1 for p in self.problems_list if p["kind"] == "malformed_line")
-        rows = [{"bucket": b, "records": int(counts.get(b, 0) or 0), "meaning": BUCKET_TEXT[b]}
-                for b in conversations.BUCKETS]
-        rows.append({"bucket": "total", "records": sum(r["records"] for r in rows),
+        untyped = sum(1 for p in self.problems_list if p["kind"] == "malformed_line")
+        counts["malformed"] = counts.get("malformed", 0) + untyped
+        rows = [{"bucket": b, "records": int(counts.get(b, 0) or 0), "meaning": meaning}
+                for b, meaning in conversations.BUCKETS.items()]
+        # The total is counted apart from the buckets (every row the reader typed, plus every line it could
+        # not), so that a record lost between the stages would show here instead of vanishing.
+        read = int(self.con.sql("SELECT coalesce(sum(records), 0) FROM reduced").fetchall()[0][0]) + untyped
+        lost = read - sum(r["records"] for r in rows)
+        if lost:
+            rows.append({"bucket": "unaccounted", "records": lost,
+                         "meaning": "records in no bucket: a defect of sgaudit, please report it"})
+        rows.append({"bucket": "total", "records": read,
                      "meaning": "records read (every line or row that is not a header)"})
         return pd.DataFrame(rows)
 

@@ -23,10 +23,17 @@ IPv6 or inside a delegated prefix). The destination is tried first: it is E's wh
 
 from __future__ import annotations
 
-BUCKETS = (
-    "conversation", "nodata", "skipdata", "malformed", "outside_window", "unattributable",
-    "interface_not_in_snapshot", "no_security_groups",
-)
+#: Every bucket, with the words the quality table and the summary use for it.
+BUCKETS = {
+    "conversation": "in a conversation (matched against rules)",
+    "nodata": "NODATA (no traffic in the interval: coverage only)",
+    "skipdata": "SKIPDATA (records AWS skipped: coverage only)",
+    "malformed": "malformed (see the problems table for file, line and value)",
+    "outside_window": "outside the window (--start/--end)",
+    "unattributable": "unattributable (no interface, or neither address is the interface's)",
+    "interface_not_in_snapshot": "interface not in the snapshot (coverage only)",
+    "no_security_groups": "interface without security groups, e.g. a NAT gateway (coverage only)",
+}
 
 # Swapping sides a and b of a reduced row: its counts, and the slots of its flag bitmask.
 _SWAP_BITS = ("((flag_bits // 8) % 8) + (flag_bits % 8) * 8"
