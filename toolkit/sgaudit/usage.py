@@ -17,7 +17,6 @@ USAGE_COLUMNS = [
     "evidence", "connections", "exclusive", "peers", "ports", "first_seen", "last_seen", "bytes", "packets",
 ]
 
-EVIDENCE_RANK = {"established": 3, "inferred": 2, "attempted": 1}
 
 # Each (conversation, rule) candidate appears once, so counting rows counts conversations. Distinct
 # peers and ports are counted by grouping first: a per-rule DISTINCT over millions of peers is slower.
@@ -67,7 +66,7 @@ def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[st
     Parameters
     ----------
     con : duckdb.DuckDBPyConnection
-        Holding ``classified`` and ``conversation_rules``.
+        Holding ``classified`` and ``candidates``.
     inv : Inventory
     observed : set of str
         Interface IDs observed in the window.
@@ -82,7 +81,7 @@ def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[st
     df = rules.merge(stats, on="rule_id", how="left")
 
     attached = inv.interface_groups.groupby("group_id")["interface_id"].apply(set).to_dict()
-    best_name = {v: k for k, v in EVIDENCE_RANK.items()}
+    best_name = {3: "established", 2: "inferred", 1: "attempted"}  # the ranks RULE_STATS_SQL gives
 
     def status(row) -> str:
         ifaces = attached.get(row.group_id, set())
