@@ -370,3 +370,19 @@ def test_records_outside_the_window_are_counted_not_used(tmp_path):
     assert (row(result, "sgr-ssh")["status"], row(result, "sgr-ssh")["connections"]) == ("unused", 0)
     assert [str(t) for t in result.window] == ["2025-02-06 15:00:00+00:00", "2025-02-06 15:30:00+00:00"]
     assert result.coverage.set_index("interface_id").loc["eni-a", "records"] == 2
+
+
+def test_json_that_is_not_a_cloudwatch_export_is_an_error(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    other = tmp_path / "logs" / "something.json"
+    other.parent.mkdir()
+    other.write_text('{"SecurityGroups": []}')
+    with pytest.raises(sgaudit.FlowLogReadError, match="not a CloudWatch Logs export"):
+        sgaudit.analyze(other, inv)
+
+
+def test_inventory_folder_inside_the_flow_log_folder_is_not_read_as_flow_logs(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inventory")
+    write_log(tmp_path / "logs" / "flow.log.gz", handshake("eni-a", "198.51.100.7", "10.0.0.5", 40000, 80))
+    result = sgaudit.analyze(tmp_path, inv)
+    assert [f.path.name for f in result.files] == ["flow.log.gz"]

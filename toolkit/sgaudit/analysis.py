@@ -198,7 +198,10 @@ def analyze(
     inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
     fmt = parse_format(log_format) if log_format else None
     paths = [flow_logs] if isinstance(flow_logs, (str, Path)) else list(flow_logs)
-    files = [sources.sniff(p, fmt) for p in sources.discover(paths)]
+    inventory_dir = None if isinstance(inventory, Inventory) else Path(inventory).resolve()
+    files = [sources.sniff(p, fmt) for p in sources.discover(paths)
+             # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
+             if inventory_dir is None or inventory_dir not in p.resolve().parents]
 
     tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
     # In memory, spilling to temp_directory past memory_limit: the tables are written once and read a

@@ -200,7 +200,13 @@ def cloudwatch_messages(path: Path) -> list[str]:
         text = fh.read()
     try:
         doc = json.loads(text)
-        events = doc.get("events", []) if isinstance(doc, dict) else doc
+        if isinstance(doc, dict) and "events" not in doc:
+            raise FlowLogReadError(
+                f"{path}: JSON with keys {list(doc)[:4]} but no 'events': not a CloudWatch Logs export "
+                "(the output of 'aws logs filter-log-events'). Inventory files go to --inventory; leave this "
+                "file out of --flow-logs."
+            )
+        events = doc["events"] if isinstance(doc, dict) else doc
     except json.JSONDecodeError:
         events = []
         for i, line in enumerate(text.splitlines(), 1):
