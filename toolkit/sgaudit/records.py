@@ -112,26 +112,23 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
     return f"(SELECT {_select_used(group.fields, cast=False)} FROM {read})"
 
 
-_unpacked: dict[Path, Path] = {}
+#: Unpacked CloudWatch exports: the text file DuckDB reads → the JSON file the user gave. The text files
+#: live in the analysis' temporary folder and go with it.
+_unpacked: dict[str, str] = {}
 
 
 def _unpack_cloudwatch(path: Path, workdir: Path) -> Path:
     """Write a CloudWatch JSON export's messages as a text file: event i on line i + 1."""
-    if path in _unpacked and _unpacked[path].exists():
-        return _unpacked[path]
     msgs = cloudwatch_messages(path)
     out = Path(tempfile.mkstemp(prefix=path.name + ".", suffix=".log", dir=workdir)[1])
     out.write_text("".join(m + "\n" for m in msgs), encoding="utf-8")
-    _unpacked[path] = out
+    _unpacked[str(out)] = str(path)
     return out
 
 
 def original_path(path: str) -> str:
     """Map a path DuckDB read back to the user's file (an unpacked CloudWatch export to its JSON)."""
-    for orig, unpacked in _unpacked.items():
-        if str(unpacked) == path:
-            return str(orig)
-    return path
+    return _unpacked.get(path, path)
 
 
 def rejected_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, str]]:
