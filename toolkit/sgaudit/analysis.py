@@ -241,7 +241,6 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     problems += _malformed_records(con, files, lo, hi)
     con.execute(matching.CANDIDATES_SQL)
     con.execute(conversations.classify_sql())
-    con.execute(conversations.CLASSIFIED_VIEW)
     con.execute(matching.CONVERSATION_RULES_SQL)
 
     span = con.sql("""SELECT min(first_ms), max(last_ms) FROM buckets

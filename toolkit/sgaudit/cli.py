@@ -86,7 +86,7 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
             lines.append(f"  {row.records:>12,}  total read (the buckets above add up to it)")
         elif row.records:
             lines.append(f"  {row.records:>12,}  {row.meaning}")
-    n_unexplained = result.con.sql("SELECT count(*) FROM classes WHERE accepted AND n_rules = 0").fetchall()[0][0]
+    n_unexplained = result.con.sql("SELECT count(*) FROM classified WHERE accepted AND n_rules = 0").fetchall()[0][0]
     lines.append(f"unexplained {n_unexplained:,} accepted conversation(s) no rule explains")
     lines.append(f"rejected    {len(result.rejected)} (interface, direction, protocol, port) with rejected attempts")
     if len(result.problems):

@@ -216,7 +216,7 @@ END
 
 # ``n_in``/``n_out``: how many rules of each direction could allow the conversation.
 CLASSIFY_SQL = """
-CREATE OR REPLACE TABLE classes AS
+CREATE OR REPLACE TABLE classified AS
 WITH c AS (SELECT *, {flags} FROM conversations WHERE family IS NOT NULL),
 m AS (SELECT conversation_id, sum(CASE WHEN is_egress THEN 0 ELSE 1 END) AS n_in,
              sum(CASE WHEN is_egress THEN 1 ELSE 0 END) AS n_out
@@ -228,23 +228,14 @@ k AS (
     FROM c LEFT JOIN m USING (conversation_id)
 ),
 i AS (SELECT *, {initiator} AS initiator FROM k)
--- Only what classification adds: the table is as long as the input has conversations, and writing
--- their addresses again would cost more than joining them back (`CLASSIFIED_VIEW`).
-SELECT conversation_id, accepted,
+-- Only what the result tables read: this table is as long as the input has conversations.
+SELECT conversation_id, interface_id, protocol, local_addr, local_port, peer_addr, peer_port, family, peer_num,
+    accepted, acc_p, acc_l, rej_p, rej_l, flag_bits, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms,
     CASE WHEN initiator = 'P' THEN 'inbound' ELSE 'outbound' END AS direction,
     CASE WHEN initiator = 'P' THEN local_port ELSE peer_port END AS port,
     CASE WHEN NOT accepted THEN 0 WHEN initiator = 'P' THEN n_in ELSE n_out END AS n_rules,
     {evidence} AS evidence
 FROM i
-"""
-
-
-CLASSIFIED_VIEW = """
-CREATE OR REPLACE VIEW classified AS
-SELECT c.conversation_id, c.interface_id, c.protocol, c.local_addr, c.local_port, c.peer_addr, c.peer_port,
-       c.family, c.peer_num, k.accepted, c.acc_p, c.acc_l, c.rej_p, c.rej_l, c.flag_bits, c.packets, c.bytes,
-       c.first_ms, c.last_ms, c.rej_first_ms, c.rej_last_ms, k.direction, k.port, k.n_rules, k.evidence
-FROM conversations c JOIN classes k USING (conversation_id)
 """
 
 
