@@ -196,3 +196,16 @@ def test_python_dash_m_help():
     assert done.stdout.startswith("usage: sgaudit")
     assert "usage" in done.stdout.split("\n", 1)[1]
     assert done.stderr == ""
+
+
+def test_out_of_memory_is_a_clear_error(tmp_path, capsys):
+    # A memory limit far too small for DuckDB to work in: the command explains, it does not crash.
+    inv = Snapshot().group("sg-0app", "app").rule("sgr-4000", "sg-0app", "tcp", 4000, cidr="100.64.0.0/10")
+    inv.interface("eni-027ce9d7c95605b1d", "10.10.0.73", groups=["sg-0app"])
+    log = tmp_path / "a.log"
+    log.write_text(ARTICLE_HEADER + "\n" + "\n".join(ARTICLE_LINES) + "\n")
+    argv = ["usage", "--flow-logs", str(log), "--inventory", str(inv.write(tmp_path / "inv")),
+            "--out", str(tmp_path / "o" / "u.csv"), "--memory-limit", "1KB", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "sgaudit: error:" in err and "--memory-limit" in err and "Traceback" not in err

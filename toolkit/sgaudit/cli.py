@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+import duckdb
+
 from . import __version__
 from .analysis import Analysis, analyze
 from .errors import SgauditError
@@ -124,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             return _usage(args)
     except SgauditError as exc:
         print(f"sgaudit: error: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.OutOfMemoryException as exc:
+        # DuckDB spills what it can past --memory-limit; a step that cannot spill ends here.
+        first = str(exc).splitlines()[0]
+        print(f"sgaudit: error: the analysis needed more than its memory limit ({first}). Run again with a "
+              "larger --memory-limit (e.g. 2GB) or fewer --threads, or split the window with --start/--end.",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sgaudit: interrupted", file=sys.stderr)
