@@ -49,21 +49,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return None, None
-    from tqdm import tqdm
+class _FilesBar:
+    """A tqdm bar over files.
 
-    # Drawn on a terminal only: a log file or a CI job gets the summary alone.
-    bar = tqdm(total=0, unit="file", desc="reading flow logs", file=sys.stderr, disable=not sys.stderr.isatty(),
-               leave=False)
+    Drawn on a terminal only (a log file or a CI job gets the summary alone), and created at the first
+    report, when the number of files is known.
+    """
 
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+    def __init__(self) -> None:
+        self.bar = None
 
-    return bar, update
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="file", desc="reading flow logs", file=sys.stderr,
+                            disable=not sys.stderr.isatty(), leave=False)
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def summary(result: Analysis, elapsed: float | None = None) -> str:
@@ -99,7 +106,8 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
 
 def _usage(args: argparse.Namespace) -> int:
     output_kind(args.out)  # an unknown extension fails before the analysis, not after it
-    bar, update = _progress_bar(not args.no_progress)
+    bar = None if args.no_progress else _FilesBar()
+    update = bar.update if bar else None
     t0 = time.perf_counter()
     kwargs = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     try:
