@@ -37,35 +37,18 @@ def cidr_range(cidr: str) -> tuple[int, int, int]:
 def build_address_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str = "addr") -> None:
     """Create ``table(addr, family, num)`` for every distinct address in ``source_sql`` (one column ``a``).
 
-    IPv4 is converted in SQL; IPv6 (rare in volume) with Python's `ipaddress`, once per distinct
-    address. An address that parses as neither gets NULL family and number.
+    IPv4 is converted in SQL (`IPV4_MACRO`), IPv6 by `build_ipv6_table`. An address that parses as
+    neither gets NULL family and number.
     """
-    con.execute(IPV4_MACRO)
+    build_ipv6_table(con, f"SELECT a FROM ({source_sql}) WHERE a LIKE '%:%'", table=f"{table}_v6")
     con.execute(f"""
         CREATE OR REPLACE TABLE {table} AS
-        SELECT a AS addr,
-               CASE WHEN ipv4_num(a) IS NOT NULL THEN 4 END::TINYINT AS family,
-               ipv4_num(a) AS num
-        FROM (SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL)
+        SELECT d.a AS addr,
+               CASE WHEN ipv4_num(d.a) IS NOT NULL THEN 4 ELSE v.family END::TINYINT AS family,
+               coalesce(ipv4_num(d.a), v.num) AS num
+        FROM (SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL) d
+        LEFT JOIN {table}_v6 v ON v.addr = d.a
     """)
-    v6 = con.sql(f"SELECT addr FROM {table} WHERE family IS NULL AND addr LIKE '%:%'").df()
-    if v6.empty:
-        return
-    nums = []
-    for a in v6["addr"]:
-        try:
-            ip = ipaddress.IPv6Address(a)
-            nums.append(str(int(ip)))
-        except ValueError:
-            nums.append(None)
-    v6["num"] = nums
-    v6 = v6.dropna()
-    con.register("_v6_nums", pd.DataFrame({"addr": v6["addr"], "num": v6["num"].astype(str)}))
-    con.execute(f"""
-        UPDATE {table} SET family = 6, num = CAST(v.num AS UHUGEINT)
-        FROM _v6_nums v WHERE {table}.addr = v.addr
-    """)
-    con.unregister("_v6_nums")
 
 
 def build_ipv6_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str = "addr") -> None:
