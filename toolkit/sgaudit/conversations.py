@@ -23,6 +23,8 @@ IPv6 or inside a delegated prefix). The destination is tried first: it is E's wh
 
 from __future__ import annotations
 
+from .reduction import RST, SLOT_ACC_A, SLOT_ACC_B, SLOT_REJ_A, SLOT_REJ_B, SYN, SYNACK, flag_sql, side_bits_sql
+
 #: Every bucket, with the words the quality table and the summary use for it.
 BUCKETS = {
     "conversation": "in a conversation (matched against rules)",
@@ -36,8 +38,11 @@ BUCKETS = {
 }
 
 # Swapping sides a and b of a reduced row: its counts, and the slots of its flag bitmask.
-_SWAP_BITS = ("((flag_bits // 8) % 8) + (flag_bits % 8) * 8"
-              " + ((flag_bits // 512) % 8) * 64 + ((flag_bits // 64) % 8) * 512")
+_SWAP_BITS = " + ".join(
+    f"{side_bits_sql('flag_bits', src)} * {dst}"
+    for src, dst in ((SLOT_ACC_B, SLOT_ACC_A), (SLOT_ACC_A, SLOT_ACC_B),
+                     (SLOT_REJ_B, SLOT_REJ_A), (SLOT_REJ_A, SLOT_REJ_B))
+)
 
 # Version-2 rows: which side is the interface's. The destination is tried first: it is when both are.
 V2_SIDES_SQL = """
@@ -161,12 +166,16 @@ GROUP BY interface_id, bucket
 # rejected-attempts report). P = the peer sent it, L = the interface E sent it.
 
 # The flag bitmask of the reduction (see `reduction`), one fact per column.
-_FLAGS = """
-    (flag_bits // 8) % 2 AS acc_p_syn, (flag_bits // 16) % 2 AS acc_p_synack, (flag_bits // 32) % 2 AS acc_p_rst,
-    flag_bits % 2 AS acc_l_syn, (flag_bits // 2) % 2 AS acc_l_synack, (flag_bits // 4) % 2 AS acc_l_rst,
-    (flag_bits // 512) % 2 AS rej_p_syn, (flag_bits // 1024) % 2 AS rej_p_synack,
-    (flag_bits // 64) % 2 AS rej_l_syn, (flag_bits // 128) % 2 AS rej_l_synack
-"""
+# Side a is the interface's (l) and side b the peer's (p) once rows are oriented.
+_FLAGS = ", ".join(
+    f"{flag_sql('flag_bits', slot, fact)} AS {name}"
+    for name, slot, fact in (
+        ("acc_p_syn", SLOT_ACC_B, SYN), ("acc_p_synack", SLOT_ACC_B, SYNACK), ("acc_p_rst", SLOT_ACC_B, RST),
+        ("acc_l_syn", SLOT_ACC_A, SYN), ("acc_l_synack", SLOT_ACC_A, SYNACK), ("acc_l_rst", SLOT_ACC_A, RST),
+        ("rej_p_syn", SLOT_REJ_B, SYN), ("rej_p_synack", SLOT_REJ_B, SYNACK),
+        ("rej_l_syn", SLOT_REJ_A, SYN), ("rej_l_synack", SLOT_REJ_A, SYNACK),
+    )
+)
 
 _BASIS = """
     (acc_p + acc_l) > 0 AS accepted,

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 #: Bit values of the three facts, and the multipliers of the four slots (see the module docstring).
 SYN, SYNACK, RST = 1, 2, 4
-SLOT_ACC_A, SLOT_ACC_B, SLOT_REJ_A, SLOT_REJ_B = 1, 8, 64, 512
+SLOT_ACC_A, SLOT_ACC_B, SLOT_REJ_A, SLOT_REJ_B = 1, 8, 64, 512  # side b's slot = side a's × 8
 
 _MS = "CASE WHEN {c} >= 100000000000 THEN {c} ELSE {c} * 1000 END"
 
@@ -95,14 +95,12 @@ FROM (
            CASE WHEN ok THEN
                ((CASE WHEN (tcp_flags & 18) = 2 THEN {syn} WHEN (tcp_flags & 18) = 18 THEN {synack} ELSE 0 END)
                 + (CASE WHEN (tcp_flags & 4) = 4 THEN {rst} ELSE 0 END))
-               * (CASE WHEN action = 'ACCEPT' THEN 1 ELSE 64 END) * (CASE WHEN from_b THEN 8 ELSE 1 END)
+               * (CASE WHEN action = 'ACCEPT' THEN {acc_a} ELSE {rej_a} END)
+               * (CASE WHEN from_b THEN {to_b} ELSE 1 END)
            END AS flag_bits
     FROM (
         SELECT *, bucket = 'ok' AS ok, coalesce(flow_direction = 'ingress', FALSE) AS from_b
-        FROM (
-            SELECT *, {bucket} AS bucket
-            FROM (SELECT *, {start_ms} AS start_ms, {end_ms} AS end_ms FROM {records}) AS timed
-        ) AS bucketed
+        FROM ({bucketed}) AS bucketed
     ) AS oriented
 ) AS reduced
 GROUP BY bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file
@@ -126,15 +124,28 @@ def reduce_sql(records: str, lo_ms: int, hi_ms: int) -> str:
         are not ``ok``, one per oriented conversation for those that are.
     """
     return REDUCE_SQL.format(
-        records=records,
-        bucket=_BUCKET.format(lo=int(lo_ms), hi=int(hi_ms)),
-        start_ms=_MS.format(c="start"), end_ms=_MS.format(c='"end"'),
+        bucketed=bucket_sql(records, lo_ms, hi_ms),
         syn=SYN, synack=SYNACK, rst=RST,
+        acc_a=SLOT_ACC_A, rej_a=SLOT_REJ_A, to_b=SLOT_ACC_B // SLOT_ACC_A,
     )
 
 
 def bucket_sql(records: str, lo_ms: int, hi_ms: int) -> str:
-    """Every record of ``records`` with its bucket (as in the reduction), for re-reading a few lines."""
+    """Every record of ``records`` with its times in milliseconds and its bucket.
+
+    The reduction's first step, and on its own the way to find the lines of a few malformed records again.
+    """
+    start_ms, end_ms = _MS.format(c="start"), _MS.format(c='"end"')
     return (f"SELECT *, {_BUCKET.format(lo=int(lo_ms), hi=int(hi_ms))} AS bucket FROM "
-            f"(SELECT *, {_MS.format(c='start')} AS start_ms, {_MS.format(c=chr(34) + 'end' + chr(34))} AS end_ms "
-            f"FROM {records}) AS timed")
+            f"(SELECT *, {start_ms} AS start_ms, {end_ms} AS end_ms FROM {records}) AS timed")
+
+
+def flag_sql(column: str, slot: int, fact: int) -> str:
+    """SQL for one fact (`SYN`, `SYNACK`, `RST`) of one slot of the flag bitmask in ``column``: 0 or 1."""
+    return f"(({column} // {slot * fact}) % 2)"
+
+
+def side_bits_sql(column: str, slot: int) -> str:
+    """SQL for the three facts of one slot of the bitmask, as a number 0..7."""
+    return f"(({column} // {slot}) % 8)"
+

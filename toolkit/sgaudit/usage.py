@@ -10,6 +10,7 @@ import duckdb
 import pandas as pd
 
 from .inventory import Inventory
+from .reduction import SLOT_ACC_A, SLOT_ACC_B, SYN, SYNACK, flag_sql
 
 #: SPEC's usage table, exactly, in order.
 USAGE_COLUMNS = [
@@ -106,13 +107,15 @@ def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[st
     return df[USAGE_COLUMNS].sort_values(["group_id", "direction", "rule_id"], kind="stable").reset_index(drop=True)
 
 
-_CONVERSATION_COLUMNS = """
+_CONVERSATION_COLUMNS = f"""
     c.conversation_id, c.interface_id, c.direction, c.protocol, c.local_addr AS local_address,
     c.local_port, c.peer_addr AS peer, c.peer_port, c.port, c.evidence,
     c.acc_p + c.acc_l AS accepted_records, c.rej_p + c.rej_l AS rejected_records,
     c.packets, c.bytes, c.first_ms, c.last_ms,
-    (c.flag_bits // 8) % 2 = 1 AS peer_syn, (c.flag_bits // 16) % 2 = 1 AS peer_synack,
-    c.flag_bits % 2 = 1 AS local_syn, (c.flag_bits // 2) % 2 = 1 AS local_synack
+    {flag_sql("c.flag_bits", SLOT_ACC_B, SYN)} = 1 AS peer_syn,
+    {flag_sql("c.flag_bits", SLOT_ACC_B, SYNACK)} = 1 AS peer_synack,
+    {flag_sql("c.flag_bits", SLOT_ACC_A, SYN)} = 1 AS local_syn,
+    {flag_sql("c.flag_bits", SLOT_ACC_A, SYNACK)} = 1 AS local_synack
 """
 
 
