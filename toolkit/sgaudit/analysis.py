@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from . import conversations, matching, records, reduction, sources, usage
+from . import timeline as timeline_
 from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table
 from .errors import WindowError
 from .fields import parse_format
@@ -67,6 +68,9 @@ class Analysis:
     con: duckdb.DuckDBPyConnection = field(repr=False)
     problems_list: list[dict] = field(default_factory=list, repr=False)
     _tmpdir: str | None = field(default=None, repr=False)
+    #: The user's window in Unix milliseconds (None: open), as the reduction applied it.
+    bounds_ms: tuple[int | None, int | None] = field(default=(None, None), repr=False)
+    _timelines: dict = field(default_factory=dict, repr=False)
 
     @cached_property
     def observed(self) -> set[str]:
@@ -121,6 +125,22 @@ class Analysis:
     def problems(self) -> pd.DataFrame:
         """Every malformed line (file, line, value, reason), empty file and unresolved reference."""
         return pd.DataFrame(self.problems_list, columns=["kind", "resource", "line", "value", "detail"])
+
+    def timeline(self, time_bucket: str = "auto",
+                 progress: Callable[[int, int], None] | None = None) -> timeline_.Timeline:
+        """Connections per rule and per port over time (`sgaudit.timeline`), computed once per bucket width.
+
+        Parameters
+        ----------
+        time_bucket : str
+            ``"auto"`` (at most 72 buckets over the window) or a width such as ``"5min"``, ``"1h"``, ``"1D"``.
+        progress : callable, optional
+            ``progress(files_done, files_total)`` while the files are read again.
+        """
+        width = timeline_.choose_bucket(self.window, time_bucket)
+        if width not in self._timelines:
+            self._timelines[width] = timeline_.build(self, str(width), progress)
+        return self._timelines[width]
 
     def write(self, name: str, path: str | Path) -> Path:
         """Write one table (``usage``, ``unexplained``, ``quality``…) to a .csv, .jsonl or .parquet file.
@@ -212,7 +232,7 @@ def analyze(
     con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    result = Analysis(inv, (None, None), files, con, [], tmpdir)
+    result = Analysis(inv, (None, None), files, con, [], tmpdir, (lo, hi))
     try:
         _run(result, files, inv, lo, hi, progress)
     except BaseException:
@@ -332,12 +352,14 @@ def _execute_with_progress(con: duckdb.DuckDBPyConnection, sql: str,
         raise failure[0]
 
 
-def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress) -> int:
+def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress, *,
+            table: str = "reduced", slot_ms: int | None = None) -> int:
     """Read every file into the ``reduced`` table (`reduction.REDUCE_SQL`): one statement per layout.
 
     One statement for all files of a layout lets DuckDB read them in parallel and sum each conversation
     once. Returns the number of statements run: with more than one, a conversation's rows may be split
-    across them and are summed afterwards.
+    across them and are summed afterwards. With ``slot_ms`` the rows are also split by time, into
+    ``table`` (`sgaudit.timeline`).
     """
     lo_ms = lo if lo is not None else -(2**62)
     hi_ms = hi if hi is not None else 2**62
@@ -348,8 +370,8 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress)
     for group in groups:
         # The peer's number (IPv4) is computed here, once per reduced row, outside the portable reduction.
         sql = (f"SELECT *, ipv4_num(b_addr) AS b_num4 FROM "
-               f"({reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms)}) AS reduced_rows")
-        sql = f"INSERT INTO reduced {sql}" if created else f"CREATE TABLE reduced AS {sql}"
+               f"({reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms, slot_ms)}) AS reduced_rows")
+        sql = f"INSERT INTO {table} {sql}" if created else f"CREATE OR REPLACE TABLE {table} AS {sql}"
         base, size = done, len(group.paths)
         report = (lambda frac, base=base, size=size: progress(base + int(frac * size), total)) if progress else None
         try:
@@ -368,6 +390,6 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress)
                  "NULL::BIGINT AS start, NULL::BIGINT AS \"end\", NULL::VARCHAR AS action, "
                  "NULL::VARCHAR AS log_status, NULL::SMALLINT AS tcp_flags, "
                  "NULL::VARCHAR AS flow_direction, NULL::VARCHAR AS source_file) WHERE FALSE)")
-        con.execute(f"CREATE TABLE reduced AS SELECT *, ipv4_num(b_addr) AS b_num4 FROM "
-                    f"({reduction.reduce_sql(empty, lo_ms, hi_ms)}) AS reduced_rows")
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT *, ipv4_num(b_addr) AS b_num4 FROM "
+                    f"({reduction.reduce_sql(empty, lo_ms, hi_ms, slot_ms)}) AS reduced_rows")
     return len(groups)

@@ -60,7 +60,7 @@ END
 """
 
 REDUCE_SQL = """
-SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file,
+SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file{slot},
        MIN(local_addr) AS local_addr,
        COUNT(*) AS records,
        COUNT(CASE WHEN acc AND NOT from_b THEN 1 END) AS acc_a,
@@ -91,7 +91,7 @@ FROM (
            ok AND action = 'ACCEPT' AS acc,
            ok AND action = 'REJECT' AS rej,
            CASE WHEN bucket = 'malformed' THEN source_file END AS source_file,
-           from_b, packets, bytes, start_ms, end_ms,
+           from_b, packets, bytes, start_ms, end_ms{slot_expr},
            CASE WHEN ok THEN
                ((CASE WHEN (tcp_flags & 18) = 2 THEN {syn} WHEN (tcp_flags & 18) = 18 THEN {synack} ELSE 0 END)
                 + (CASE WHEN (tcp_flags & 4) = 4 THEN {rst} ELSE 0 END))
@@ -103,11 +103,11 @@ FROM (
         FROM ({bucketed}) AS bucketed
     ) AS oriented
 ) AS reduced
-GROUP BY bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file
+GROUP BY bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file{slot}
 """
 
 
-def reduce_sql(records: str, lo_ms: int, hi_ms: int) -> str:
+def reduce_sql(records: str, lo_ms: int, hi_ms: int, slot_ms: int | None = None) -> str:
     """The reduction over a table expression of typed records.
 
     Parameters
@@ -116,14 +116,19 @@ def reduce_sql(records: str, lo_ms: int, hi_ms: int) -> str:
         A table or subquery with the columns of `fields.USED` (underscore names).
     lo_ms, hi_ms : int
         The window ``[lo, hi)`` in Unix milliseconds; a record is in it when its ``start`` is.
+    slot_ms : int, optional
+        When given, rows are also split by time (``start // slot_ms``, a ``time_slot`` column): the same
+        reduction, kept apart per slot, is what the views over time are drawn from (`sgaudit.timeline`).
 
     Returns
     -------
     str
         A SELECT statement producing reduced rows: one per (bucket, interface, action) for records that
-        are not ``ok``, one per oriented conversation for those that are.
+        are not ``ok``, one per oriented conversation (and slot) for those that are.
     """
     return REDUCE_SQL.format(
+        slot=", time_slot" if slot_ms else "",
+        slot_expr=f", start_ms // {int(slot_ms)} AS time_slot" if slot_ms else "",
         bucketed=bucket_sql(records, lo_ms, hi_ms),
         syn=SYN, synack=SYNACK, rst=RST,
         acc_a=SLOT_ACC_A, rej_a=SLOT_REJ_A, to_b=SLOT_ACC_B // SLOT_ACC_A,

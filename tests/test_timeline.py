@@ -1,0 +1,211 @@
+"""Rule usage over time (`sgaudit.timeline`) and the report's tables (`sgaudit.summaries`).
+
+Small literal accounts pin what one cell counts; the sample account checks that the views over time add
+up to the usage table they are drawn beside.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sgaudit
+from builders import T0, V2, Snapshot, handshake, rec, run
+from sgaudit import summaries
+from sgaudit.errors import SgauditError
+from sgaudit.timeline import choose_bucket
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_logs"
+WEB, WEB_IP, CLIENT, SCANNER = "eni-web", "10.0.1.10", "198.51.100.7", "203.0.113.9"
+
+
+def account() -> Snapshot:
+    s = Snapshot()
+    s.group("sg-web", "web").group("sg-ops", "ops")
+    s.rule("sgr-https", "sg-web", "tcp", 443, cidr="0.0.0.0/0")
+    s.rule("sgr-https-too", "sg-web", "tcp", 400, 500, cidr="198.51.100.0/24")
+    s.rule("sgr-out", "sg-web", "-1", egress=True, cidr="0.0.0.0/0")
+    s.rule("sgr-ops-https", "sg-ops", "tcp", 443, cidr="198.51.100.0/24")
+    s.interface(WEB, WEB_IP, ["sg-web", "sg-ops"])
+    return s
+
+
+def at(t: pd.Timestamp | str) -> pd.Timestamp:
+    return pd.Timestamp(t, tz="UTC") if not isinstance(t, pd.Timestamp) else t
+
+
+def cells(df: pd.DataFrame, **where) -> dict:
+    for k, v in where.items():
+        df = df[df[k] == v]
+    return {row.time: row for row in df.itertuples(index=False)}
+
+
+# --- Bucket width ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("span", "expected"), [
+    ("30min", "1min"), ("5h", "5min"), ("6h5min", "10min"), ("1D", "30min"), ("7D", "3h"), ("90D", "7D"),
+    ("1000D", "30D"),
+])
+def test_auto_bucket_gives_at_most_72_columns(span, expected):
+    lo = pd.Timestamp("2025-02-06", tz="UTC")
+    assert choose_bucket((lo, lo + pd.Timedelta(span)), "auto") == pd.Timedelta(expected)
+
+
+def test_explicit_bucket_and_bad_bucket():
+    window = (pd.Timestamp("2025-02-06", tz="UTC"), pd.Timestamp("2025-02-07", tz="UTC"))
+    assert choose_bucket(window, "15min") == pd.Timedelta("15min")
+    with pytest.raises(SgauditError, match="'fortnightly' is not a duration"):
+        choose_bucket(window, "fortnightly")
+
+
+# --- What a cell counts ------------------------------------------------------------------------------------
+
+def test_conversation_spanning_buckets_counts_in_each_and_bytes_where_they_fell(tmp_path):
+    # One conversation: handshake at T0, more data 20 minutes later (bucket 15 min).
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + [
+        rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=16, direction="ingress", start=T0 + 1200, bytes_=1000)]
+    t = run(tmp_path, account(), recs).timeline("15min")
+    b0 = pd.Timestamp(T0 // 900 * 900, unit="s", tz="UTC")
+    https = cells(t.rules, rule_id="sgr-https")
+    assert {k: (v.connections, v.bytes) for k, v in https.items()} == {
+        b0: (1, 300), b0 + pd.Timedelta("15min"): (1, 1000)}
+    # Every rule that let it through gets it, in the same buckets.
+    assert set(t.rules["rule_id"]) == {"sgr-https", "sgr-https-too", "sgr-ops-https"}
+    assert list(t.times) == [b0, b0 + pd.Timedelta("15min")]
+
+
+def test_group_cell_counts_a_conversation_once_however_many_of_its_rules_matched(tmp_path):
+    t = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443)).timeline("1h")
+    web = t.ports[(t.ports.scope == "group") & (t.ports.scope_id == "sg-web")]
+    assert web[["direction", "protocol", "port", "connections", "bytes"]].values.tolist() == [
+        ["inbound", "tcp", 443, 1, 300]]
+    iface = t.ports[t.ports.scope == "interface"]
+    assert iface[["scope_id", "connections", "rejected"]].values.tolist() == [[WEB, 1, 0]]
+
+
+def test_rejected_cell_counts_distinct_peer_and_peer_port(tmp_path):
+    scans = [rec(WEB, SCANNER, WEB_IP, 50000 + (i % 2), 22, flags=2, direction="ingress", action="REJECT",
+                 start=T0 + i) for i in range(4)]
+    t = run(tmp_path, account(), scans).timeline("1h")
+    for scope, scope_id in (("interface", WEB), ("group", "sg-web"), ("group", "sg-ops")):
+        [c] = cells(t.ports, scope=scope, scope_id=scope_id).values()
+        assert (c.port, c.connections, c.rejected) == (22, 0, 2)
+    assert t.rules.empty  # a REJECT is never usage of a rule
+
+
+def test_outbound_port_that_counts_is_the_remote_one(tmp_path):
+    recs = handshake(WEB, WEB_IP, "192.0.2.80", 51000, 8443, inbound=False)
+    t = run(tmp_path, account(), recs).timeline("1h")
+    [c] = cells(t.ports, scope="interface").values()
+    assert (c.direction, c.port) == ("outbound", 8443)
+    assert set(t.rules["rule_id"]) == {"sgr-out"}
+
+
+def test_version_2_records_are_oriented_like_their_conversations(tmp_path):
+    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 443, start=T0), rec(WEB, WEB_IP, CLIENT, 443, 40000, start=T0 + 3600)]
+    r = run(tmp_path, account(), recs, fmt=V2)
+    t = r.timeline("1h")
+    https = cells(t.rules, rule_id="sgr-https")
+    assert [v.connections for v in https.values()] == [1, 1]
+    assert sum(v.bytes for v in https.values()) == r.usage.set_index("rule_id").loc["sgr-https", "bytes"]
+
+
+def test_window_filter_applies_to_the_timeline_too(tmp_path):
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + handshake(WEB, CLIENT, WEB_IP, 40001, 443, start=T0 + 7200)
+    r = run(tmp_path, account(), recs, start=T0 + 3600)
+    t = r.timeline("1h")
+    assert t.rules.groupby("rule_id")["connections"].sum().to_dict() == {
+        "sgr-https": 1, "sgr-https-too": 1, "sgr-ops-https": 1}
+
+
+def test_timeline_is_computed_once_per_width(tmp_path):
+    r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert r.timeline("1h") is r.timeline("60min")
+    assert r.timeline("1h") is not r.timeline("15min")
+
+
+# --- The sample account: the views add up to the usage table ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sample():
+    result = sgaudit.analyze([SAMPLE / "flow-logs", SAMPLE / "cloudwatch" / "app-eni.log"], SAMPLE / "inventory")
+    yield result
+    result.close()
+
+
+def test_sample_rule_timeline_adds_up_to_usage(sample):
+    t = sample.timeline()
+    u = sample.usage.set_index("rule_id")
+    sums = t.rules.groupby("rule_id")[["bytes", "packets"]].sum()
+    assert (sums["bytes"] == u.loc[sums.index, "bytes"]).all()
+    assert (sums["packets"] == u.loc[sums.index, "packets"]).all()
+    assert set(sums.index) == set(u.index[u["connections"] > 0])
+    peak = t.rules.groupby("rule_id")["connections"].max()
+    assert (peak <= u.loc[peak.index, "connections"]).all()
+    assert t.rules["time"].isin(t.times).all() and t.ports["time"].isin(t.times).all()
+    assert len(t.times) <= 72 and t.bucket == pd.Timedelta("5min")
+
+
+def test_sample_interface_heatmap_bytes_add_up_to_conversations(sample):
+    t = sample.timeline()
+    iface = t.ports[t.ports.scope == "interface"]
+    assert iface["bytes"].sum() == sample.conversations["bytes"].sum()
+    rejected = sample.rejected
+    assert iface["rejected"].sum() >= rejected["attempts"].sum()  # per bucket ≥ over the window
+
+
+def test_sample_summaries(sample):
+    rules = summaries.rules(sample)
+    assert list(rules.columns[:18]) == list(sample.usage.columns)
+    assert {"description", "vpc_id"} <= set(rules.columns) and len(rules) == len(sample.usage)
+    by_status = summaries.rules_by_status(sample.usage)
+    assert by_status["rules"].sum() == len(sample.usage)
+    world = summaries.world_open(sample)
+    assert set(world["peer"]) <= {"0.0.0.0/0", "::/0"} and not world.empty
+    rdp = world[world["to_port"] == 3389].iloc[0]  # the scanners' port: knocked on, never answered
+    assert rdp["attempt_peers"] > 0 and rdp["established_peers"] == 0
+    peers = summaries.peers(sample, limit=100_000)
+    u = sample.usage.set_index("rule_id")
+    per_rule = peers.groupby("rule_id")["connections"].sum()
+    assert (per_rule == u.loc[per_rule.index, "connections"]).all()  # nothing cut at this size
+    busiest = summaries.peers(sample, limit=3)
+    assert busiest.groupby("rule_id").size().max() == 3
+    assert busiest.attrs["total"] == len(peers) > len(busiest)
+    talkers = summaries.top_talkers(sample, 5)
+    assert len(talkers) == 5 and talkers["connections"].is_monotonic_decreasing
+    assert talkers["bytes"].dtype == "int64"
+
+
+def test_filter_rules_and_its_errors(sample):
+    rules = summaries.rules(sample)
+    used_in = summaries.filter_rules(rules, status=["used"], direction="ingress")
+    assert set(used_in["status"]) == {"used"} and set(used_in["direction"]) == {"ingress"}
+    assert len(summaries.filter_rules(rules, status="all")) == len(rules)
+    with pytest.raises(SgauditError, match="status 'usd' is not one of used"):
+        summaries.filter_rules(rules, status="usd")
+
+
+def test_conversations_of_an_interface_or_a_peer(sample):
+    iface = sample.coverage.query("observed and in_snapshot").iloc[0]["interface_id"]
+    mine = summaries.conversations_of(sample, interface_id=iface)
+    assert not mine.empty and set(mine["interface_id"]) == {iface}
+    scanners = summaries.conversations_of(sample, peer="0.0.0.0/0", limit=100_000)
+    assert scanners.attrs["total"] == len(scanners)
+    assert summaries.conversations_of(sample, peer="0.0.0.0/0", limit=10).attrs["total"] == len(scanners)
+    assert (scanners["evidence"] == "rejected").any()
+    assert (scanners.loc[scanners["evidence"] == "rejected", "rules"] == "").all()  # a REJECT uses no rule
+    assert (scanners["explained"] == (scanners["rules"] != "")).all()
+    assert (~scanners["explained"]).sum() >= len(sample.unexplained)
+    with pytest.raises(SgauditError, match="not an IPv4 or IPv6"):
+        summaries.conversations_of(sample, peer="example.com")
+    with pytest.raises(SgauditError, match="give an interface_id"):
+        summaries.conversations_of(sample)
+
+
+def test_overview_names_window_and_coverage(sample):
+    o = summaries.overview(sample).set_index("item")["value"]
+    assert o["window start (UTC)"] == "2025-02-06T11:00:00Z"
+    assert o["rules"] == str(len(sample.usage))
+    assert int(o["… not observed (no flow logs: no evidence either way)"]) == int(
+        (~sample.coverage.query("in_snapshot")["observed"]).sum())

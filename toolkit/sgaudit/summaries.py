@@ -1,0 +1,228 @@
+"""What the notebooks and the report show, as DataFrames.
+
+Rules with their context, rules by status per group, world-open rules and who reached them, top talkers,
+the peers behind a rule, one interface's or one peer's conversations, and the window and coverage in a
+few lines.
+
+Every function takes a finished `Analysis` (or its usage table) and returns a pandas DataFrame; the heavy
+ones aggregate in DuckDB so that nothing as long as the input comes into pandas. Views
+(`sgaudit.figures`, `sgaudit.tables`) draw them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .errors import SgauditError
+from .usage import ms_to_utc
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
+#: The order statuses are listed in: the ones that need action first.
+STATUSES = ["used", "attempted", "unused", "unobserved", "unattached"]
+
+#: Peers that mean "the whole internet".
+WORLD = {"0.0.0.0/0", "::/0"}
+
+
+def rules(analysis: Analysis) -> pd.DataFrame:
+    """SPEC's usage table plus what a reader needs beside it: the rule's description and the group's VPC."""
+    inv = analysis.inventory
+    out = analysis.usage.merge(inv.rules[["rule_id", "description"]], on="rule_id", how="left")
+    out = out.merge(inv.groups[["group_id", "vpc_id"]], on="group_id", how="left")
+    for col in ("description", "vpc_id"):
+        out[col] = out[col].fillna("").astype(str)
+    return out
+
+
+def filter_rules(df: pd.DataFrame, group_ids=None, status=None, direction=None, vpc_id=None) -> pd.DataFrame:
+    """The rows of a `rules` frame that pass every filter given (a value or a list; empty means all).
+
+    Raises
+    ------
+    SgauditError
+        When a filter value matches nothing the frame could hold (a misspelt status or direction).
+    """
+    def values(v) -> list:
+        return [] if v in (None, "", "all") else ([v] if isinstance(v, str) else list(v))
+
+    checks = {"status": (values(status), STATUSES), "direction": (values(direction), ["ingress", "egress"])}
+    for name, (given, known) in checks.items():
+        bad = [v for v in given if v not in known]
+        if bad:
+            raise SgauditError(f"{name} {bad[0]!r} is not one of {', '.join(known)}")
+    mask = pd.Series(True, index=df.index)
+    for col, given in (("group_id", values(group_ids)), ("status", checks["status"][0]),
+                       ("direction", checks["direction"][0]), ("vpc_id", values(vpc_id))):
+        if given:
+            mask &= df[col].isin(given)
+    return df[mask].reset_index(drop=True)
+
+
+def rules_by_status(usage: pd.DataFrame) -> pd.DataFrame:
+    """Per group: how many of its rules are used, attempted, unused, unobserved, unattached."""
+    counts = pd.crosstab([usage["group_id"], usage["group_name"]], usage["status"])
+    counts = counts.reindex(columns=STATUSES, fill_value=0)
+    counts["rules"] = counts.sum(axis=1)
+    return counts.reset_index().rename_axis(columns=None)
+
+
+def world_open(analysis: Analysis) -> pd.DataFrame:
+    """Ingress rules open to the whole internet (0.0.0.0/0, ::/0) and what actually reached them.
+
+    ``established_peers``/``inferred_peers`` answered a handshake or talked both ways; ``attempt_peers``
+    only knocked (a SYN answered by RST, or nothing back): scanners, typically.
+    """
+    u = rules(analysis)
+    u = u[(u["direction"] == "ingress") & u["peer"].isin(WORLD)]
+    per_evidence = analysis.con.sql("""
+        SELECT cr.rule_id,
+               count(DISTINCT CASE WHEN c.evidence = 'established' THEN c.peer_addr END) AS established_peers,
+               count(DISTINCT CASE WHEN c.evidence = 'inferred' THEN c.peer_addr END) AS inferred_peers,
+               count(DISTINCT CASE WHEN c.evidence = 'attempted' THEN c.peer_addr END) AS attempt_peers
+        FROM conversation_rules cr JOIN classified c USING (conversation_id)
+        WHERE c.accepted AND c.direction = 'inbound'
+        GROUP BY cr.rule_id
+    """).df()
+    out = u.merge(per_evidence, on="rule_id", how="left")
+    for col in ("established_peers", "inferred_peers", "attempt_peers"):
+        out[col] = out[col].fillna(0).astype("int64")
+    cols = ["group_id", "group_name", "rule_id", "protocol", "from_port", "to_port", "peer", "description",
+            "status", "evidence", "connections", "peers", "established_peers", "inferred_peers", "attempt_peers",
+            "ports", "last_seen"]
+    return out[cols].sort_values(["connections", "group_id"], ascending=[False, True], ignore_index=True)
+
+
+def top_talkers(analysis: Analysis, n: int = 20) -> pd.DataFrame:
+    """The peers with the most accepted conversations: connections, interfaces, ports, bytes, last seen."""
+    df = analysis.con.sql(f"""
+        SELECT peer_addr AS peer, count(*) AS connections, count(DISTINCT interface_id) AS interfaces,
+               string_agg(DISTINCT CAST(port AS VARCHAR), ',') AS ports,
+               sum(bytes)::BIGINT AS bytes, sum(packets)::BIGINT AS packets, max(last_ms) AS last_ms
+        FROM classified WHERE accepted
+        GROUP BY peer_addr ORDER BY connections DESC, bytes DESC, peer LIMIT {int(n)}
+    """).df()
+    df["ports"] = df["ports"].fillna("").map(_sorted_ports)
+    df["last_seen"] = ms_to_utc(df.pop("last_ms"))
+    return df
+
+
+def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> pd.DataFrame:
+    """The peers and ports behind each rule: one row per (rule, peer, port), the busiest ``limit`` per rule.
+
+    ``attrs["total"]`` is the number of rows before the cut, for an honest "showing n of N".
+    """
+    where = "" if rule_id is None else "AND cr.rule_id = $rule"
+    rel = analysis.con.sql(f"""
+        WITH x AS (
+            SELECT cr.rule_id, r.group_id, c.peer_addr AS peer, c.port, count(*) AS connections,
+                   max(CASE c.evidence WHEN 'established' THEN 3 WHEN 'inferred' THEN 2 ELSE 1 END) AS rank,
+                   sum(c.bytes)::BIGINT AS bytes, sum(c.packets)::BIGINT AS packets,
+                   min(c.first_ms) AS first_ms, max(c.last_ms) AS last_ms
+            FROM conversation_rules cr JOIN classified c USING (conversation_id) JOIN rules r USING (rule_id)
+            WHERE c.accepted {where}
+            GROUP BY ALL
+        )
+        SELECT * EXCLUDE (n), count(*) OVER () AS total FROM (
+            SELECT *, row_number() OVER (PARTITION BY rule_id ORDER BY connections DESC, bytes DESC, peer) AS n
+            FROM x
+        ) QUALIFY n <= {int(limit)}
+        ORDER BY rule_id, connections DESC, bytes DESC, peer
+    """, params={"rule": rule_id} if rule_id is not None else None)
+    df = rel.df()
+    total = int(df["total"].iloc[0]) if len(df) else 0
+    df["evidence"] = df.pop("rank").map({3: "established", 2: "inferred", 1: "attempted"})
+    df["port"] = df["port"].astype("Int64")
+    df["first_seen"] = ms_to_utc(df.pop("first_ms"))
+    df["last_seen"] = ms_to_utc(df.pop("last_ms"))
+    df = df[["rule_id", "group_id", "peer", "port", "connections", "evidence", "bytes", "packets",
+             "first_seen", "last_seen"]]
+    df.attrs["total"] = total
+    return df
+
+
+def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: str | None = None,
+                     limit: int = 5000) -> pd.DataFrame:
+    """One interface's or one peer's accepted and rejected conversations, and the rules that let them through.
+
+    ``peer`` may be an address or a CIDR block. Accepted conversations come first, busiest first; at most
+    ``limit`` rows, with ``attrs["total"]`` the number before the cut. Raises `SgauditError` when neither is
+    given or the peer is not an address.
+    """
+    if not interface_id and not peer:
+        raise SgauditError("give an interface_id (eni-…) or a peer address to investigate")
+    clauses, params = [], {}
+    if interface_id:
+        clauses.append("c.interface_id = $iface")
+        params["iface"] = interface_id
+    if peer:
+        try:
+            net = ipaddress.ip_network(peer, strict=False)
+        except ValueError as exc:
+            raise SgauditError(f"peer {peer!r} is not an IPv4 or IPv6 address or CIDR block") from exc
+        clauses.append("c.family = $fam AND c.peer_num BETWEEN $lo AND $hi")
+        params.update(fam=net.version, lo=int(net.network_address), hi=int(net.broadcast_address))
+    df = analysis.con.sql(f"""
+        SELECT c.interface_id, c.direction, c.protocol, c.local_addr AS local_address, c.local_port,
+               c.peer_addr AS peer, c.peer_port, c.port, c.evidence, c.accepted,
+               c.acc_p + c.acc_l AS accepted_records, c.rej_p + c.rej_l AS rejected_records,
+               c.bytes, c.packets, least(c.first_ms, c.rej_first_ms) AS first_ms,
+               greatest(c.last_ms, c.rej_last_ms) AS last_ms,
+               coalesce(r.rules, '') AS rules, count(*) OVER () AS total
+        FROM classified c
+        LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
+                   FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+        WHERE {' AND '.join(clauses)}
+        ORDER BY accepted DESC, bytes DESC, interface_id, peer, port
+        LIMIT {int(limit)}
+    """, params=params).df()
+    total = int(df.pop("total").iloc[0]) if len(df) else 0
+    df["evidence"] = [e if a else "rejected" for e, a in zip(df["evidence"], df["accepted"], strict=True)]
+    df["rules"] = [r if a else "" for r, a in zip(df["rules"], df["accepted"], strict=True)]
+    df["explained"] = df["rules"] != ""
+    df["first_seen"] = ms_to_utc(df.pop("first_ms"))
+    df["last_seen"] = ms_to_utc(df.pop("last_ms"))
+    df = df.drop(columns=["accepted"])
+    df.attrs["total"] = total
+    return df
+
+
+def overview(analysis: Analysis) -> pd.DataFrame:
+    """The window and what was and was not observed in it, as (item, value) rows for the report's first view."""
+    lo, hi = analysis.window
+    cov = analysis.coverage
+    u = analysis.usage
+    snap = cov[cov["in_snapshot"]]
+    q = analysis.quality.set_index("bucket")["records"]
+    groups = analysis.inventory.groups
+    observed_groups = set(u.loc[~u["status"].isin(["unobserved", "unattached"]), "group_id"])
+    rows = [
+        ("window start (UTC)", _iso(lo)),
+        ("window end (UTC)", _iso(hi)),
+        ("window length", str(hi - lo) if lo is not None and hi is not None else "no records"),
+        ("flow-log files read", f"{len(analysis.files):,}"),
+        ("records read", f"{int(q.get('total', 0)):,}"),
+        ("records in conversations", f"{int(q.get('conversation', 0)):,}"),
+        ("interfaces in the snapshot", f"{len(snap):,}"),
+        ("… observed in the window", f"{int(snap['observed'].sum()):,}"),
+        ("… not observed (no flow logs: no evidence either way)", f"{int((~snap['observed']).sum()):,}"),
+        ("interfaces in the logs but not in the snapshot", f"{int((~cov['in_snapshot']).sum()):,}"),
+        ("security groups", f"{len(groups):,}"),
+        ("… with an observed interface", f"{len(observed_groups):,}"),
+        ("rules", f"{len(u):,}"),
+    ] + [(f"… {s}", f"{int((u['status'] == s).sum()):,}") for s in STATUSES] + [
+        ("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"),
+    ]
+    return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _iso(ts: pd.Timestamp | None) -> str:
+    return "" if ts is None or pd.isna(ts) else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sorted_ports(ports: str) -> str:
+    return ",".join(sorted((p for p in ports.split(",") if p), key=int))
