@@ -119,6 +119,15 @@ def test_window_filter_applies_to_the_timeline_too(tmp_path):
         "sgr-https": 1, "sgr-https-too": 1, "sgr-ops-https": 1}
 
 
+def test_select_keeps_the_chosen_groups_and_interfaces(tmp_path):
+    t = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443)).timeline("1h")
+    ops = t.select(group_ids=["sg-ops"])
+    assert set(ops.rules["group_id"]) == {"sg-ops"}
+    assert set(ops.ports.loc[ops.ports.scope == "group", "scope_id"]) == {"sg-ops"}
+    assert t.select(interface_ids=["eni-other"]).ports.query("scope == 'interface'").empty
+    assert len(t.select().rules) == len(t.rules)
+
+
 def test_timeline_is_computed_once_per_width(tmp_path):
     r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443))
     assert r.timeline("1h") is r.timeline("60min")

@@ -8,7 +8,7 @@ import time
 
 import duckdb
 
-from . import __version__
+from . import __version__, report
 from .analysis import Analysis, analyze
 from .errors import SgauditError
 from .output import companion, output_kind
@@ -46,6 +46,29 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="DuckDB memory ceiling before spilling to disk (default 1GB)")
     u.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser(
+        "report", help="run an audit notebook and write it as one offline HTML report",
+        description="Execute a parameterized sgaudit notebook with papermill and export it as one self-contained "
+                    "HTML file (no code, no network requests), with the executed notebook beside it "
+                    "(OUT.ipynb). Parameters: --parameters FILE first, then -p, then the named flags.",
+    )
+    r.add_argument("--notebook", default="audit_report", metavar="NAME|PATH",
+                   help="audit_report (default), rule_usage, port_heatmap, investigate, or the path of an .ipynb")
+    r.add_argument("--flow-logs", nargs="+", metavar="PATH", help="notebook parameter flow_logs (a list)")
+    r.add_argument("--inventory", metavar="DIR", help="notebook parameter inventory")
+    r.add_argument("--start", metavar="T", help="notebook parameter start (ISO 8601 or Unix seconds)")
+    r.add_argument("--end", metavar="T", help="notebook parameter end, exclusive")
+    r.add_argument("--format", dest="log_format", metavar="STR", help="notebook parameter log_format")
+    r.add_argument("--time-bucket", metavar="STR", help="notebook parameter time_bucket (e.g. 1h, 1d)")
+    r.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="any notebook parameter; VALUE is read as YAML (3, true, null, [a, b]); repeatable")
+    r.add_argument("--parameters", metavar="FILE.yaml", help="notebook parameters from a YAML mapping")
+    r.add_argument("--out", metavar="FILE.html", help="the report (default out/NOTEBOOK.html)")
+    r.add_argument("--kernel", metavar="NAME", help="Jupyter kernel (default: the notebook's, python3)")
+    r.add_argument("--list-parameters", action="store_true",
+                   help="print the notebook's parameters, defaults and help, and exit")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -126,12 +149,52 @@ def _usage(args: argparse.Namespace) -> int:
     return 0
 
 
+# The named flags of ``sgaudit report``: each sets the notebook parameter named like its argparse dest.
+REPORT_FLAGS = ("flow_logs", "inventory", "start", "end", "log_format", "time_bucket")
+
+
+def report_parameters(args: argparse.Namespace) -> dict:
+    """The notebook parameters of ``sgaudit report``: the YAML file, then ``-p``, then the named flags."""
+    parameters = report.read_parameters_file(args.parameters) if args.parameters else {}
+    parameters.update({name: report.parse_parameter_value(value) for name, value in args.parameter})
+    parameters.update({name: getattr(args, name) for name in REPORT_FLAGS if getattr(args, name) is not None})
+    return parameters
+
+
+def _list_parameters(notebook: str) -> int:
+    path = report.notebook_path(notebook)
+    declared = report.notebook_parameters(path)
+    if not declared:
+        print(f"{path}: no cell tagged 'parameters'; the notebook takes no parameters")
+        return 0
+    print(f"parameters of {path} (name = default  # help):")
+    # papermill knows a type only from an annotation (``port: int = 22``).
+    names = {name: name + (f": {p['inferred_type_name']}" if p["inferred_type_name"] != "None" else "")
+             for name, p in declared.items()}
+    width = max(len(n) for n in names.values())
+    for name, p in declared.items():
+        print(f"  {names[name]:<{width}} = {p['default']}" + (f"  # {p['help']}" if p["help"] else ""))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    if args.list_parameters:
+        return _list_parameters(args.notebook)
+    parameters = report_parameters(args)
+    out = args.out or f"out/{report.notebook_path(args.notebook).stem}.html"
+    files = report.run(args.notebook, out, parameters, kernel_name=args.kernel, progress=not args.no_progress)
+    print(f"wrote       {files.html} ({files.size / 1e6:.1f} MB)\n            {files.notebook}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 on an error sgaudit explains)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "usage":
             return _usage(args)
+        if args.command == "report":
+            return _report(args)
     except SgauditError as exc:
         print(f"sgaudit: error: {exc}", file=sys.stderr)
         return 2

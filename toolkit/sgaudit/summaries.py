@@ -191,6 +191,16 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
     return df
 
 
+def rules_behind(analysis: Analysis, found: pd.DataFrame) -> pd.DataFrame:
+    """The rules (with context, as `rules`) that let the conversations of ``found`` through.
+
+    ``found`` is a frame with a ``rules`` column of space-separated rule IDs (`conversations_of`).
+    """
+    ids = {r for cell in found["rules"] for r in str(cell).split()}
+    out = rules(analysis)
+    return out[out["rule_id"].isin(ids)].reset_index(drop=True)
+
+
 def overview(analysis: Analysis) -> pd.DataFrame:
     """The window and what was and was not observed in it, as (item, value) rows for the report's first view."""
     lo, hi = analysis.window

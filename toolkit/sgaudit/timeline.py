@@ -21,7 +21,7 @@ What a cell counts (decisions, see docs/decisions.md):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -67,6 +67,20 @@ class Timeline:
     labels: dict[str, str]
     rules: pd.DataFrame
     ports: pd.DataFrame
+
+    def select(self, group_ids=None, interface_ids=None) -> Timeline:
+        """The same timeline restricted to some groups and/or interfaces (empty or None: all).
+
+        Rules are kept when their group is selected; port rows when their group or interface is.
+        """
+        groups, ifaces = set(group_ids or ()), set(interface_ids or ())
+        rules, ports = self.rules, self.ports
+        if groups:
+            rules = rules[rules["group_id"].isin(groups)]
+            ports = ports[(ports["scope"] != "group") | ports["scope_id"].isin(groups)]
+        if ifaces:
+            ports = ports[(ports["scope"] != "interface") | ports["scope_id"].isin(ifaces)]
+        return replace(self, rules=rules.reset_index(drop=True), ports=ports.reset_index(drop=True))
 
 
 def choose_bucket(window: tuple[pd.Timestamp | None, pd.Timestamp | None], time_bucket: str = "auto") -> pd.Timedelta:

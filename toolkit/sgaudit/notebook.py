@@ -1,0 +1,61 @@
+"""Display set-up for sgaudit notebooks: one call in the first code cell, ``setup()``.
+
+Views elsewhere in sgaudit return figures, tables and widgets; notebooks display them. What this module
+decides is how those displays are stored, so that one executed notebook reads well in two places:
+
+- **JupyterLab** renders plotly's own mimetype (``application/vnd.plotly.v1+json``) and live widgets.
+- **The offline HTML report** (`sgaudit.report`, nbconvert) cannot render that mimetype, so every figure
+  also carries a ``text/html`` copy, with plotly.js embedded once per notebook; DataFrames become
+  itables tables whose DataTables bundle is embedded once too. Nothing is loaded from a CDN, so the
+  report opens with no network at all.
+"""
+
+from __future__ import annotations
+
+import plotly.io as pio
+from plotly.io.base_renderers import NotebookRenderer
+
+#: The plotly renderer `setup` registers: plotly's "notebook" renderer without its MathJax CDN script.
+RENDERER = "sgaudit_notebook"
+#: The default renderer string `setup` sets: the mimetype for JupyterLab, the HTML for nbconvert.
+DEFAULT_RENDERERS = f"plotly_mimetype+{RENDERER}"
+
+
+class OfflineNotebookRenderer(NotebookRenderer):
+    """Plotly's ``notebook`` renderer, minus the request for MathJax.
+
+    Plotly 7.1's ``notebook`` renderer writes ``<script src="https://cdnjs…/mathjax/…/tex-svg.min.js">``
+    beside every figure (``include_mathjax="cdn"`` is hard-coded in its ``to_mimebundle``): offline that
+    is a failed request per figure, and sgaudit's figures have no LaTeX labels to typeset. Everything
+    else is the parent's: plotly.js embedded once, when the renderer is activated (the first figure).
+    """
+
+    def to_mimebundle(self, fig_dict: dict) -> dict:
+        """The figure as ``text/html``: a div and the script that draws it with the embedded plotly.js."""
+        html = pio.to_html(
+            fig_dict, config=self.config, auto_play=self.auto_play, include_plotlyjs=self.include_plotlyjs,
+            include_mathjax=False, post_script=self.post_script, full_html=False,
+            animation_opts=self.animation_opts, default_width="100%", default_height=525, validate=False,
+        )
+        return {"text/html": html}
+
+
+def setup() -> None:
+    """Set up displays for a notebook that is read in JupyterLab and exported as an offline report.
+
+    Call it once, in the first code cell. It
+
+    - registers `OfflineNotebookRenderer` and makes ``plotly_mimetype+sgaudit_notebook`` plotly's default:
+      each figure is stored both as plotly's mimetype (what JupyterLab draws) and as HTML (what the
+      exported report draws), and plotly.js is embedded once, before the first figure;
+    - initialises itables offline (``connected=False``, every DataFrame displayed as a sortable,
+      searchable table): its DataTables bundle is displayed once, here, as an HTML output that shows
+      nothing when scripts run.
+
+    It displays nothing else and returns nothing.
+    """
+    from itables import init_notebook_mode
+
+    pio.renderers[RENDERER] = OfflineNotebookRenderer()
+    pio.renderers.default = DEFAULT_RENDERERS
+    init_notebook_mode(all_interactive=True, connected=False)

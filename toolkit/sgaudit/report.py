@@ -1,0 +1,487 @@
+"""Run an sgaudit notebook with papermill and export it as one self-contained, offline HTML report.
+
+    from sgaudit import report
+    files = report.run("audit_report", "out/audit_report.html",
+                       {"flow_logs": ["sample_logs/flow-logs"], "inventory": "sample_logs/inventory"})
+    files.html      # what auditors open: prose, tables and figures, no code, no network
+    files.notebook  # the executed notebook beside it (out/audit_report.ipynb), for JupyterLab
+
+The HTML makes no request: plotly.js and the DataTables bundle are embedded by the notebook's
+`sgaudit.notebook.setup` cell, and the export template leaves out what nbconvert's ``lab`` template loads
+from CDNs (require.js, MathJax, mermaid, the ipywidgets renderer). Widgets need a live kernel, so each is
+replaced by a one-line note; the plotly dropdowns carry a report's interactivity. `run` checks the result
+with `external_references` and refuses to write a report that would fetch anything.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html.parser
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import yaml
+
+from .errors import SgauditError
+
+#: The notebooks shipped in the repository's ``notebooks/`` folder, by the name ``--notebook`` takes.
+SHIPPED_NOTEBOOKS = ("audit_report", "rule_usage", "port_heatmap", "investigate")
+#: Where they are: sgaudit is installed editable from a clone, toolkit/sgaudit → ../../notebooks.
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+#: Parameters that name files or folders: made absolute before the notebook runs in its own folder.
+PATH_PARAMETERS = ("flow_logs", "inventory")
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "Interactive explorer: open this notebook in JupyterLab to use it."
+
+# Cell tags that leave a cell, or its outputs, out of the report (Jupyter Book's names). Code inputs are
+# left out of every report anyway.
+REMOVE_CELL_TAG, REMOVE_OUTPUT_TAG = "remove-cell", "remove-output"
+
+_TEMPLATE_NAME = "sgaudit_report.html.j2"
+# nbconvert's lab template, minus every block that loads a script from a CDN. require.js would also turn
+# the embedded plotly.js into an AMD module (no window.Plotly), so leaving it out is what makes figures draw.
+# Math in markdown stays as written (no MathJax); sgaudit's notebooks have none.
+_TEMPLATE = """\
+{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
+class ReportError(SgauditError):
+    """A report that cannot be made: unknown notebook or parameter, bad output path, kernel, network use."""
+
+
+class NotebookExecutionError(ReportError):
+    """A notebook cell raised; the executed notebook, with the traceback, is saved at ``executed``.
+
+    Attributes
+    ----------
+    cell : int
+        The failing cell's number in the notebook (1-based, markdown cells counted, as in JupyterLab).
+    source : str
+        The cell's source.
+    ename, evalue : str
+        The exception's name and value.
+    executed : Path
+        The executed notebook, saved with the error.
+    """
+
+    def __init__(self, message: str, *, cell: int, source: str, ename: str, evalue: str, executed: Path):
+        super().__init__(message)
+        self.cell, self.source, self.ename, self.evalue, self.executed = cell, source, ename, evalue, executed
+
+
+@dataclass(frozen=True)
+class Report:
+    """The files `run` wrote.
+
+    Attributes
+    ----------
+    html : Path
+        The self-contained HTML report.
+    notebook : Path
+        The executed notebook beside it (same name, ``.ipynb``).
+    """
+
+    html: Path
+    notebook: Path
+
+    @property
+    def size(self) -> int:
+        """The HTML file's size in bytes."""
+        return self.html.stat().st_size
+
+
+def _known_notebooks() -> list[str]:
+    """The shipped names plus any other notebook the lead drops into ``notebooks/``."""
+    found = {p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb")} if NOTEBOOKS_DIR.is_dir() else set()
+    return sorted(set(SHIPPED_NOTEBOOKS) | found)
+
+
+def notebook_path(name: str | os.PathLike) -> Path:
+    """The notebook a ``--notebook`` value names: a shipped notebook's name, or the path of any ``.ipynb``.
+
+    Parameters
+    ----------
+    name : str or path-like
+        ``audit_report``, ``rule_usage``, ``port_heatmap``, ``investigate``, or a path to a notebook.
+
+    Returns
+    -------
+    Path
+        The notebook, absolute.
+
+    Raises
+    ------
+    ReportError
+        For an unknown name (the message lists the known ones and the closest match), a path that does not
+        exist, or a shipped notebook missing from the ``notebooks/`` folder.
+    """
+    text = os.fspath(name)
+    known = _known_notebooks()
+    if text.endswith(".ipynb") or os.sep in text or "/" in text or (text not in known and Path(text).is_file()):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ReportError(f"notebook {text}: no such file; give the path of an .ipynb file or one of the "
+                              f"shipped notebooks: {', '.join(known)}")
+        return path.resolve()
+    if text not in known:
+        close = difflib.get_close_matches(text, known, n=1)
+        hint = f" (closest match: {close[0]})" if close else ""
+        raise ReportError(f"unknown notebook {text!r}{hint}; the shipped notebooks are {', '.join(known)}, "
+                          "or give the path of an .ipynb file")
+    path = NOTEBOOKS_DIR / f"{text}.ipynb"
+    if not path.is_file():
+        raise ReportError(f"the shipped notebook {text!r} is missing: {path} does not exist (sgaudit's notebooks "
+                          "are read from the clone it is installed from, with pip install -e .)")
+    return path
+
+
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """The parameters a notebook declares in its cell tagged ``parameters``, in order.
+
+    Parameters
+    ----------
+    notebook : str or path-like
+        A shipped notebook's name or a notebook's path (see `notebook_path`).
+
+    Returns
+    -------
+    dict
+        Parameter name → ``{"name", "inferred_type_name", "default", "help"}`` (papermill's
+        ``inspect_notebook``: ``default`` is the source text, ``help`` the trailing comment). Empty when the
+        notebook has no ``parameters`` cell.
+    """
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook_path(notebook)))
+
+
+# YAML 1.1 reads 2025-02-06 as a date, which papermill would pass as ``datetime.date(…)`` source text, and
+# the notebooks take times as strings (ISO 8601, as --start/--end do): keep every timestamp a string.
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_parameter_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value read as YAML, as papermill's ``-y`` reads it: ``3`` → 3, ``[a, b]`` → a list.
+
+    Dates and times stay strings. Text that is not valid YAML is taken as it is.
+    """
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        return text
+
+
+def read_parameters_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Notebook parameters from a YAML file holding one mapping (name: value); dates and times stay strings.
+
+    Raises
+    ------
+    ReportError
+        For a missing file, invalid YAML (with the line), or a document that is not a mapping.
+    """
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except OSError as exc:
+        raise ReportError(f"parameters file {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f", line {where.line + 1}" if where is not None else ""
+        raise ReportError(f"parameters file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ReportError(f"parameters file {path}: expected a mapping of parameter names to values "
+                          f"(name: value, one a line), found {type(data).__name__}")
+    return data
+
+
+def _check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+    """Fail on a parameter the notebook does not declare; papermill would only log a warning and go on."""
+    if not parameters:
+        return
+    declared = notebook_parameters(path)
+    if not declared:
+        raise ReportError(f"notebook {path.name} has no cell tagged 'parameters', so it takes no parameters "
+                          f"(given: {', '.join(parameters)})")
+    unknown = [name for name in parameters if name not in declared]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, list(declared), n=1)
+            hints.append(f"{name!r}" + (f" (closest match: {close[0]})" if close else ""))
+        listing = "\n".join(f"  {p['name']} = {p['default']}" + (f"  # {p['help']}" if p["help"] else "")
+                            for p in declared.values())
+        raise ReportError(f"notebook {path.name} has no parameter {', '.join(hints)}; its parameters are:\n"
+                          + listing)
+
+
+def _absolute_paths(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters with `PATH_PARAMETERS` made absolute: the notebook runs in its own folder, not here."""
+    def absolute(value: Any) -> Any:
+        if isinstance(value, str | os.PathLike) and "://" not in os.fspath(value):
+            return os.path.abspath(os.path.expanduser(os.fspath(value)))
+        if isinstance(value, list | tuple):
+            return [absolute(v) for v in value]
+        return value
+
+    return {name: absolute(value) if name in PATH_PARAMETERS else value for name, value in parameters.items()}
+
+
+def _source_cell_number(notebook: Path, source: str, executed_index: int) -> int:
+    """The 1-based number, in the notebook as written, of the cell papermill reports at ``executed_index``.
+
+    papermill counts cells of the executed notebook, which has the injected-parameters cell added; the
+    cell is found by its source instead (the nearest one if several cells hold the same source).
+    """
+    cells = nbformat.read(notebook, as_version=4).cells
+    matches = [i for i, cell in enumerate(cells) if cell.source == source]
+    if not matches:
+        return executed_index + 1
+    return min(matches, key=lambda i: abs(i - executed_index)) + 1
+
+
+def _kernel_manager_config() -> Any:
+    """Encrypt the kernel's local connection when pyzmq can and the kernel says it supports it.
+
+    Besides being better, this keeps ipykernel 7's "Kernel is running over TCP without encryption"
+    warning off the user's terminal. An older jupyter_client has no such setting: then nothing changes.
+    """
+    import zmq
+    from jupyter_client import AsyncKernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in AsyncKernelManager.class_trait_names() or not zmq.has("curve"):
+        return None
+    return Config({"AsyncKernelManager": {"transport_encryption": "auto"}})
+
+
+def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Mapping[str, Any] | None = None,
+        *, kernel_name: str | None = None, progress: bool = True) -> Report:
+    """Execute a notebook with papermill and export it as a self-contained HTML report.
+
+    Parameters
+    ----------
+    notebook : str or path-like
+        A shipped notebook's name (``audit_report``, ``rule_usage``, ``port_heatmap``, ``investigate``) or
+        the path of any ``.ipynb``.
+    out_html : str or path-like
+        The report to write, ``.html``. The executed notebook is written beside it with the suffix
+        ``.ipynb``; an earlier report at ``out_html`` is removed first, so a failed run leaves none behind.
+    parameters : mapping, optional
+        Values for the notebook's ``parameters`` cell; names it does not declare are an error. Relative
+        paths in ``flow_logs`` and ``inventory`` are taken from the current directory; the notebook runs in
+        its own folder, so its relative defaults are taken from there.
+    kernel_name : str, optional
+        The Jupyter kernel; default the one the notebook names (``python3``).
+    progress : bool
+        papermill's progress bar on standard error, drawn only on a terminal.
+
+    Returns
+    -------
+    Report
+        The HTML report and the executed notebook.
+
+    Raises
+    ------
+    NotebookExecutionError
+        When a cell raises: the message names the cell (its number and first line), the exception, and the
+        executed notebook saved with the traceback. No HTML is written.
+    ReportError
+        For an unknown notebook or parameter, an output path that is not ``.html``, an unknown kernel, or
+        an output that would load something from the network.
+    """
+    import papermill
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    path = notebook_path(notebook)
+    out_html = Path(out_html)
+    if out_html.suffix.lower() not in (".html", ".htm"):
+        raise ReportError(f"report {out_html}: the report is an HTML file; give a name ending in .html")
+    executed = out_html.with_suffix(".ipynb")
+    parameters = dict(parameters or {})
+    _check_parameters(path, parameters)
+    parameters = _absolute_paths(parameters)
+
+    out_html.parent.mkdir(parents=True, exist_ok=True)
+    out_html.unlink(missing_ok=True)
+    config = _kernel_manager_config()
+    try:
+        papermill.execute_notebook(
+            str(path), str(executed), parameters=parameters, kernel_name=kernel_name,
+            progress_bar=progress and sys.stderr.isatty(), log_output=False, cwd=str(path.parent),
+            **({"config": config} if config is not None else {}),
+        )
+    except papermill.PapermillExecutionError as exc:
+        number = _source_cell_number(path, exc.source, exc.cell_index)
+        first = next((line.strip() for line in exc.source.splitlines() if line.strip()), "")
+        raise NotebookExecutionError(
+            f"notebook {path.name} failed in cell {number} ({first!r}): {exc.ename}: {exc.evalue}\n"
+            f"The executed notebook, with the traceback, is saved at {executed}; no report was written.",
+            cell=number, source=exc.source, ename=exc.ename, evalue=exc.evalue, executed=executed,
+        ) from exc
+    except NoSuchKernel as exc:
+        from jupyter_client.kernelspec import find_kernel_specs
+
+        raise ReportError(f"notebook {path.name}: no Jupyter kernel named {exc.name!r} (installed: "
+                          f"{', '.join(sorted(find_kernel_specs())) or 'none'}); install one with "
+                          "python -m ipykernel install --sys-prefix, or name an installed one (kernel_name, "
+                          "sgaudit report --kernel)") from exc
+    export_html(executed, out_html)
+    return Report(html=out_html, notebook=executed)
+
+
+def strip_widgets(nb: nbformat.NotebookNode) -> int:
+    """Replace every ipywidgets output with `WIDGET_NOTE` and drop the saved widget state, in place.
+
+    Widgets need a live kernel, or the widget renderer and require.js from CDNs; in an offline report they
+    would be blank boxes. Returns the number of outputs replaced.
+    """
+    replaced = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                output["data"] = {"text/plain": WIDGET_NOTE}
+                output["metadata"] = {}
+                replaced += 1
+    nb.metadata.pop("widgets", None)
+    return replaced
+
+
+def _title(nb: nbformat.NotebookNode, path: Path) -> str:
+    """The notebook's ``metadata.title``, else its first ``# heading``, else its file name."""
+    if nb.metadata.get("title"):
+        return str(nb.metadata["title"])
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
+
+
+def export_html(executed: str | os.PathLike, out_html: str | os.PathLike) -> Path:
+    """Export an executed notebook as one self-contained HTML file that makes no request.
+
+    nbconvert's ``lab`` template with code inputs and prompts hidden (prose, tables and figures remain),
+    markdown images embedded, cells tagged ``remove-cell`` and outputs of cells tagged ``remove-output`` left out,
+    widgets replaced by a note (`strip_widgets`), and no CDN script (see ``_TEMPLATE``).
+
+    Parameters
+    ----------
+    executed : str or path-like
+        An executed notebook.
+    out_html : str or path-like
+        The HTML file to write; written whole or not at all.
+
+    Returns
+    -------
+    Path
+        ``out_html``.
+
+    Raises
+    ------
+    ReportError
+        When an output would still load something from the network (`external_references`).
+    """
+    from jinja2 import DictLoader
+    from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+
+    executed, out_html = Path(executed), Path(out_html)
+    nb = nbformat.read(executed, as_version=4)
+    strip_widgets(nb)
+    title = _title(nb, executed)
+    nb.metadata["title"] = title
+    exporter = HTMLExporter(
+        template_name="lab", extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})], template_file=_TEMPLATE_NAME,
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True,
+    )
+    exporter.register_preprocessor(TagRemovePreprocessor(
+        remove_cell_tags={REMOVE_CELL_TAG}, remove_all_outputs_tags={REMOVE_OUTPUT_TAG}), enabled=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title, "path": str(executed.parent)}})
+    external = external_references(body)
+    if external:
+        shown = ", ".join(external[:5]) + (f" and {len(external) - 5} more" if len(external) > 5 else "")
+        raise ReportError(f"report {out_html}: the notebook's outputs load {shown} from the network, so the report "
+                          "would not work offline; call sgaudit.notebook.setup() in the first code cell and "
+                          f"embed what the outputs need (executed notebook: {executed})")
+    tmp = out_html.with_name(out_html.name + ".tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(out_html)
+    return out_html
+
+
+# Elements and attributes a browser fetches by itself. <a href> is not fetched, so links stay allowed.
+_FETCHED = {
+    "script": ("src",), "link": ("href",), "img": ("src", "srcset"), "iframe": ("src",), "frame": ("src",),
+    "source": ("src", "srcset"), "video": ("src", "poster"), "audio": ("src",), "track": ("src",),
+    "embed": ("src",), "object": ("data",), "input": ("src",), "image": ("href", "xlink:href"),
+    "use": ("href", "xlink:href"),
+}
+_REMOTE = re.compile(r"^\s*(?:https?:)?//", re.IGNORECASE)
+_REMOTE_IN_TEXT = re.compile(
+    r"""url\(\s*["']?\s*((?:https?:)?//[^"')\s]+)"""                      # CSS url(...)
+    r"""|@import\s+["']((?:https?:)?//[^"']+)"""                            # CSS @import "..."
+    r"""|\bimport\s*(?:\(\s*|[\w{}\s,*]+\bfrom\s*)["']((?:https?:)?//[^"']+)""",  # ES module imports
+    re.IGNORECASE,
+)
+
+
+class _References(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self._tag: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._tag = tag
+        for name, value in attrs:
+            if value is None:
+                continue
+            if name in _FETCHED.get(tag, ()):
+                urls = [u.split()[0] for u in value.split(",") if u.strip()] if name == "srcset" else [value]
+                self.found += [u.strip() for u in urls if _REMOTE.match(u)]
+            elif name == "style":
+                self._text(value)
+
+    def handle_data(self, data: str) -> None:
+        if self._tag in ("script", "style"):
+            self._text(data)
+
+    def _text(self, text: str) -> None:
+        self.found += [next(g for g in m.groups() if g) for m in _REMOTE_IN_TEXT.finditer(text)]
+
+
+def external_references(html_text: str) -> list[str]:
+    """Every URL off the page that the HTML would fetch by itself, in document order.
+
+    Attributes a browser loads (``<script src>``, ``<link href>``, ``<img src>``, ``<iframe src>``, …),
+    CSS ``url(…)`` and ``@import`` in ``<style>`` and ``style=``, and ES module ``import`` in scripts, when
+    they name an ``http(s)://`` or protocol-relative URL. Links (``<a href>``) and URLs that scripts only
+    hold as strings are not counted; the browser test (``tests/browser.py``) catches what this misses.
+    """
+    parser = _References()
+    parser.feed(html_text)
+    parser.close()
+    return parser.found
