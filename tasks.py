@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run sgaudit from a fresh clone, with nothing but Python 3.11+.
 
-    python3 tasks.py demo    # create .venv, install sgaudit, run it on sample_logs/ -> out/usage.csv
+    python3 tasks.py demo    # create .venv, install sgaudit, run it on sample_logs/ -> out/usage.csv and
+                             # the audit report out/audit_report.html
     python3 tasks.py test    # create .venv, install sgaudit with its test tools, run ruff and pytest
 
 Both are idempotent: an existing .venv is reused and brought up to date.
@@ -39,12 +40,12 @@ def setup(extra: str = "") -> None:
 
 
 def demo() -> None:
-    """The main job on the shipped sample account: the per-rule usage table and its companions."""
+    """The main job on the shipped sample account: the usage table, then the auditor's offline HTML report."""
     setup()
-    sh(BIN / "sgaudit", "usage",
-       "--flow-logs", "sample_logs/flow-logs", "sample_logs/cloudwatch/app-eni.log",
-       "--inventory", "sample_logs/inventory",
-       "--out", "out/usage.csv")
+    sources = ["--flow-logs", "sample_logs/flow-logs", "sample_logs/cloudwatch/app-eni.log",
+               "--inventory", "sample_logs/inventory"]
+    sh(BIN / "sgaudit", "usage", *sources, "--out", "out/usage.csv")
+    sh(BIN / "sgaudit", "report", *sources, "--out", "out/audit_report.html")
 
 
 def test() -> None:

@@ -262,9 +262,10 @@ def _pss_kib(pid: int) -> int:
         return 0
 
 
-def run_sgaudit(argv: list[str], d: Path, out_dir: Path, extra: list[str], timeout: float | None) -> dict:
-    out = out_dir / "usage.parquet"
-    cmd = [*argv, "usage", "--flow-logs", str(d / "flow-logs"), "--inventory", str(d / "inventory"),
+def run_sgaudit(argv: list[str], d: Path, out_dir: Path, extra: list[str], timeout: float | None,
+                command: str = "usage", out_name: str = "usage.parquet") -> dict:
+    out = out_dir / out_name
+    cmd = [*argv, command, "--flow-logs", str(d / "flow-logs"), "--inventory", str(d / "inventory"),
            "--out", str(out), *extra]
     tfile = out_dir / "time.txt"
     if Path(GNU_TIME).exists():
@@ -401,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="JSON-lines file the result is appended to")
     ap.add_argument("--no-record", action="store_true", help="do not append to the results file")
     ap.add_argument("--note", default="", help="free text stored with the result")
-    ap.add_argument("extra", nargs="*", help="after --: extra arguments for `sgaudit usage`")
+    ap.add_argument("--command", choices=["usage", "report"], default="usage",
+                    help="what to time end to end: `sgaudit usage` (default) or `sgaudit report` (the audit report "
+                         "notebook run by papermill and exported to one HTML file)")
+    ap.add_argument("extra", nargs="*", help="after --: extra arguments for the sgaudit command")
     a = ap.parse_args(argv)
 
     records = a.records
@@ -450,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             od = keep_out / f"run{i + 1}"
             od.mkdir()
             with CpuMeter() as cm:
-                r = run_sgaudit(sg_argv, d, od, a.extra, a.timeout)
+                r = run_sgaudit(sg_argv, d, od, a.extra, a.timeout, command=a.command,
+                                out_name="usage.parquet" if a.command == "usage" else "report.html")
             noise_of["sgaudit"].append(_pct(cm))
             r["sgaudit_cpu_s"] = round(cm.own, 2)
             runs.append(r)
@@ -494,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         ratio=round((records / sg) / (records / floor), 3) if sg else None,
         peak_rss_mib=round(max(sg_rss) / 1024, 1) if sg_rss and sg else None,
         tree_pss_mib=round(max(sg_pss) / 1024, 1) if sg_pss and sg else None,
-        usage_rows=parquet_rows(runs[-1]["output"]) if runs and sg else None,
+        usage_rows=parquet_rows(runs[-1]["output"]) if runs and sg and a.command == "usage" else None,
+        output_bytes=runs[-1].get("output_bytes") if runs and sg else None,
         cmd=shlex.join(runs[-1]["cmd"]) if runs else (shlex.join(sg_argv) if sg_argv else None),
         cmd_missing=missing or None,
         others_cpu_pct_max=max(noise) if noise else None,
@@ -502,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         busy_before_pct=None if busy is None else round(busy, 1),
         cores=a.cores, cpus=os.cpu_count(), cpu=cpu_model(), load_before=round(load, 2),
         python=platform.python_version(), generator_version=generate.GENERATOR_VERSION, seed=a.seed,
-        gzip_level=a.level, note=a.note,
+        gzip_level=a.level, note=a.note, command=a.command,
     )
     if a.keep and runs:
         result["outputs"] = str(keep_out)

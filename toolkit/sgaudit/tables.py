@@ -1,0 +1,176 @@
+"""Result tables as sortable, searchable HTML that works offline (itables/DataTables, no kernel, no CDN).
+
+Every value from AWS (names, descriptions, tags) reaches the page as text: itables escapes ``&``, ``<``
+and ``>`` in every non-numeric cell and in the header when ``allow_html`` is False, which is forced here;
+the caption, which itables inserts as it is, is escaped here.
+
+The DataTables library itself is not in each table: a report shows `offline_datatables()` once, anywhere
+in the page (a table waits for it), which is what ``itables.init_notebook_mode(connected=False)``
+displays, returned instead. Without it a table stays on "Loading ITables…".
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import pandas as pd
+from IPython.display import HTML
+
+from .errors import SgauditError
+
+#: IANA protocol numbers worth a name in a security-group audit; ``-1`` is AWS's "all protocols".
+PROTOCOL_NAMES = {
+    -1: "all", 1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp",
+    51: "ah", 58: "icmpv6", 89: "ospf", 132: "sctp",
+}
+
+#: ISO 8601 in UTC, the form the CSV outputs use, so a table and a file can be compared by eye.
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def protocol_name(value: object) -> str:
+    """The readable name of a protocol given as a number, a numeric string or a name.
+
+    Parameters
+    ----------
+    value : int, str or missing
+        ``6``, ``"6"``, ``"tcp"``, ``"-1"``…
+
+    Returns
+    -------
+    str
+        ``"tcp"`` for 6, ``"all"`` for -1, the number itself when it has no common name, ``""`` when missing.
+    """
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        return text.lower()
+    return PROTOCOL_NAMES.get(number, str(number))
+
+
+def require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise one error naming every column `what` lacks (rather than failing on the first).
+
+    Raises
+    ------
+    SgauditError
+        When any of `columns` is missing from `df`.
+    """
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SgauditError(f"{what} lacks the column(s) {', '.join(missing)}; it has {', '.join(map(str, df.columns))}")
+
+
+def _sort_keys(sort_by: str | Sequence[str] | None) -> list[tuple[str, bool]]:
+    """``"-connections"`` → ``[("connections", False)]``: a leading minus means descending."""
+    if sort_by is None:
+        return []
+    names = [sort_by] if isinstance(sort_by, str) else list(sort_by)
+    return [(n[1:], False) if n.startswith("-") else (n, True) for n in names]
+
+
+def _describe_sort(keys: list[tuple[str, bool]]) -> str:
+    if not keys:
+        return "in the order given"
+    return "sorted by " + ", ".join(f"{name} {'ascending' if asc else 'descending'}" for name, asc in keys)
+
+
+def readable(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy for people: datetimes as ISO UTC text (NaT as empty), protocol numbers as names.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same rows and columns; values are not escaped (the renderer does that).
+    """
+    out = df.copy()
+    for name in out.columns:
+        col = out[name]
+        if isinstance(col.dtype, pd.DatetimeTZDtype):
+            out[name] = col.dt.tz_convert("UTC").dt.strftime(ISO_UTC).fillna("")
+        elif pd.api.types.is_datetime64_dtype(col.dtype):
+            # Naive datetimes in sgaudit are UTC by construction (parsed at the edge).
+            out[name] = col.dt.strftime(ISO_UTC).fillna("")
+        elif name == "protocol":
+            out[name] = col.map(protocol_name)
+        elif isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.isna().any():
+            # Nullable integers with NA (a port-less protocol's port) go out as text: NA is not JSON.
+            out[name] = col.astype(object).where(col.notna(), "").astype(str)
+    return out
+
+
+def truncation_note(shown: int, total: int, keys: list[tuple[str, bool]]) -> str:
+    """``"showing 2,000 of 14,203 rows (sorted by connections descending)"``, or the row count."""
+    if shown < total:
+        return f"showing {shown:,} of {total:,} rows ({_describe_sort(keys)})"
+    return f"{total:,} row{'s' if total != 1 else ''}"
+
+
+def datatable(df: pd.DataFrame, caption: str | None = None, max_rows: int = 2000,
+              sort_by: str | Sequence[str] | None = None, columns: Sequence[str] | None = None) -> HTML:
+    """An interactive table (sort, search, pages) that works in an offline HTML file.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Any sgaudit table; values from AWS are shown as text, never as HTML.
+    caption : str, optional
+        Shown under the table, followed by the row count or an honest truncation note.
+    max_rows : int
+        At most this many rows go into the page (after sorting); the caption says how many were left out.
+    sort_by : str or list of str, optional
+        Column names; a leading ``-`` sorts that column descending (``"-connections"``). Applied before
+        truncation, so the rows kept are the first ones in this order.
+    columns : list of str, optional
+        The columns to show, in order. Default: all.
+
+    Returns
+    -------
+    IPython.display.HTML
+        ``_repr_html_`` gives the table; it needs `offline_datatables()` shown once in the same page.
+
+    Raises
+    ------
+    SgauditError
+        When `columns` or `sort_by` name columns `df` lacks.
+    """
+    import itables
+
+    keys = _sort_keys(sort_by)
+    require_columns(df, list(columns or []) + [name for name, _ in keys], "the table")
+    if columns is not None:
+        df = df[list(columns)]
+    if keys:
+        df = df.sort_values([n for n, _ in keys], ascending=[a for _, a in keys], kind="stable")
+    total = len(df)
+    df = readable(df.head(max_rows)).reset_index(drop=True)
+    note = truncation_note(len(df), total, keys)
+    text = f"{caption} — {note}" if caption else note
+    page = itables.to_html_datatable(
+        df, caption=html.escape(text), connected=False, allow_html=False, showIndex=False,
+        # itables would otherwise downsample past 64 KB on its own, silently as far as the caption goes.
+        maxBytes=0, maxRows=0, maxColumns=0, display_logo_when_loading=False,
+    )
+    return HTML(page)
+
+
+def offline_datatables() -> HTML:
+    """The DataTables library, to be shown once in a report that has `datatable` tables.
+
+    Returns
+    -------
+    IPython.display.HTML
+        The script and styles (about 1 MB) ``itables.init_notebook_mode(connected=False)`` would display.
+    """
+    from itables import options
+    from itables.javascript import generate_init_offline_itables_html
+
+    return HTML(generate_init_offline_itables_html(options.dt_bundle))
