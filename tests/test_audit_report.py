@@ -1,0 +1,137 @@
+"""The auditor's report, as the auditor gets it: `sgaudit report` on sample_logs/, opened in Chromium offline.
+
+The snapshot is the sample one with hostile strings put where AWS lets account users write free text (a
+group name, a rule description, an interface description, a tag): they must show as text and never run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from browser import open_offline
+from sgaudit import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_logs"
+
+BASTION = "sg-0f92669b1becefdac"  # has rules used over time, so the group's chart has lines
+RULE_PROBE = "<img src=x onerror=alert(1)>"
+GROUP_PROBE = "<b>ops</b><img src=x onerror=window.__xss=1>"  # plotly.js would draw <b> if it were not escaped
+IFACE_PROBE = "<script>window.__xss=2</script>bastion"
+SIZE_BUDGET = 12 * 2**20  # plotly.js (~4.6 MB) and DataTables once, plus the data
+
+
+def hostile_inventory(folder: Path) -> Path:
+    inv = folder / "inventory"
+    shutil.copytree(SAMPLE / "inventory", inv)
+    groups = json.loads((inv / "security-groups.json").read_text())
+    for g in groups["SecurityGroups"]:
+        if g["GroupId"] == BASTION:
+            g["GroupName"] = GROUP_PROBE
+    (inv / "security-groups.json").write_text(json.dumps(groups))
+    rules = json.loads((inv / "security-group-rules.json").read_text())
+    for r in rules["SecurityGroupRules"]:
+        if r["GroupId"] == BASTION:
+            r["Description"] = RULE_PROBE
+    (inv / "security-group-rules.json").write_text(json.dumps(rules))
+    enis = json.loads((inv / "network-interfaces.json").read_text())
+    for e in enis["NetworkInterfaces"]:
+        if any(g["GroupId"] == BASTION for g in e.get("Groups", [])):
+            e["Description"] = IFACE_PROBE
+    (inv / "network-interfaces.json").write_text(json.dumps(enis))
+    return inv
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("audit")
+    inv = hostile_inventory(folder)
+    out = folder / "audit_report.html"
+    rc = cli.main(["report", "--flow-logs", str(SAMPLE / "flow-logs"), str(SAMPLE / "cloudwatch" / "app-eni.log"),
+                   "--inventory", str(inv), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def plot_titled(page, words: str):
+    return page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text=words)).first
+
+
+def test_report_is_written_with_the_executed_notebook_within_the_size_budget(report, record_property):
+    assert report.with_suffix(".ipynb").exists()
+    size = report.stat().st_size
+    record_property("audit_report_html_bytes", size)
+    assert 1_000_000 < size < SIZE_BUDGET
+
+
+def test_report_opens_offline_with_no_request_and_no_error(report):
+    with open_offline(report) as view:
+        view.page.wait_for_selector(".js-plotly-plot .main-svg")
+        view.page.wait_for_timeout(500)
+        assert view.blocked == [] and view.errors == []
+
+
+def test_figures_are_drawn_heatmap_and_per_group_view_included(report):
+    with open_offline(report) as view:
+        page = view.page
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        assert page.locator(".js-plotly-plot").count() >= 6
+        heatmap = plot_titled(page, "Inbound traffic by port")
+        assert heatmap.locator(".hm image").count() == 1  # plotly paints a heatmap as one image
+        timeline = plot_titled(page, "Connections per rule")
+        assert timeline.locator(".scatterlayer .trace").count() >= 1
+        assert plot_titled(page, "Rules by status").locator(".barlayer .point").count() >= 10
+
+
+def test_group_dropdown_changes_what_is_shown(report):
+    with open_offline(report) as view:
+        page = view.page
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        timeline = plot_titled(page, "Connections per rule")
+        before = timeline.locator(".legend").text_content()
+        assert BASTION not in timeline.locator(".gtitle").text_content()
+        timeline.locator(".updatemenu-header-group").first.click()
+        timeline.locator(".updatemenu-dropdown-button", has_text=BASTION).first.click()
+        page.wait_for_timeout(300)
+        after = timeline.locator(".legend").text_content()
+        assert after != before and "sgr-" in after
+        assert BASTION in timeline.locator(".gtitle").text_content()
+
+
+def test_tables_search_and_sort(report):
+    with open_offline(report) as view:
+        page = view.page
+        page.wait_for_selector("table.dataTable tbody tr")
+        rules = page.locator(".dt-container", has=page.locator("caption", has_text="Every rule")).first
+        first = rules.locator("tbody tr").first.inner_text()
+        rules.locator("thead th", has_text="connections").locator(".dt-column-order").click()
+        rules.locator("thead th", has_text="connections").locator(".dt-column-order").click()
+        page.wait_for_timeout(200)
+        assert rules.locator("tbody tr").first.inner_text() != first
+        rules.locator("input[type=search]").fill("onerror=alert")
+        page.wait_for_timeout(300)
+        rows = rules.locator("tbody tr")
+        assert rows.count() >= 1
+        assert RULE_PROBE in rows.first.inner_text()  # found, and shown as the text it is
+
+
+def test_strings_from_aws_stay_text(report):
+    with open_offline(report) as view:
+        page = view.page
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        page.wait_for_timeout(500)
+        assert page.evaluate("window.__xss") is None
+        assert page.locator('img[src="x"]').count() == 0
+        assert view.blocked == []  # an <img src=x> that rendered would have requested x
+        # The hostile group name is the label of a dropdown entry, as text.
+        timeline = plot_titled(page, "Connections per rule")
+        timeline.locator(".updatemenu-header-group").first.click()
+        labels = timeline.locator(".updatemenu-dropdown-button").all_text_contents()
+        assert any(GROUP_PROBE in label for label in labels)
+        coverage = page.locator(".dt-container", has=page.locator("caption", has_text="Interfaces")).first
+        coverage.locator("input[type=search]").fill("window.__xss=2")
+        page.wait_for_timeout(300)
+        assert IFACE_PROBE in coverage.locator("tbody tr").first.inner_text()
