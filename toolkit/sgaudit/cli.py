@@ -12,9 +12,9 @@ from . import __version__, report
 from .analysis import Analysis, analyze
 from .errors import SgauditError
 from .output import companion, output_kind
+from .usage import STATUSES
 
 COMPANIONS = ("unexplained", "rejected", "quality", "coverage", "problems")
-STATUSES = ("used", "attempted", "unused", "unobserved", "unattached")
 
 
 def _parser() -> argparse.ArgumentParser:

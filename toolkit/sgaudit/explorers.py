@@ -18,8 +18,9 @@ import plotly.io as pio
 from IPython import get_ipython
 from IPython.display import display
 
-from .figures import STATUSES, empty_figure, group_labels, rule_summary, rule_timeline, rules_in_order
+from .figures import empty_figure, group_labels, rule_summary, rule_timeline, rules_in_order
 from .tables import readable, require_columns
+from .usage import STATUSES
 
 RULE_COLUMNS = ["group_id", "group_name", "rule_id", "direction", "protocol", "from_port", "to_port", "peer",
                 "status", "evidence", "connections", "exclusive", "peers", "ports", "last_seen", "description",

@@ -23,9 +23,9 @@ import plotly.graph_objects as go
 
 from .errors import SgauditError
 from .tables import protocol_name, require_columns
+from .usage import STATUSES
 
 #: The statuses of SPEC's usage table, in the order they stack and are listed.
-STATUSES = ("used", "attempted", "unused", "unobserved", "unattached")
 #: Fixed colours, so that every figure of a report reads the same way.
 STATUS_COLOURS = {
     "used": "#2ca02c", "attempted": "#ff7f0e", "unused": "#d62728", "unobserved": "#8c8c8c",

@@ -17,13 +17,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError
-from .usage import ms_to_utc
+from .usage import STATUSES, ms_to_utc
 
 if TYPE_CHECKING:
     from .analysis import Analysis
-
-#: The order statuses are listed in: the ones that need action first.
-STATUSES = ["used", "attempted", "unused", "unobserved", "unattached"]
 
 #: Peers that mean "the whole internet".
 WORLD = {"0.0.0.0/0", "::/0"}
@@ -50,7 +47,7 @@ def filter_rules(df: pd.DataFrame, group_ids=None, status=None, direction=None, 
     def values(v) -> list:
         return [] if v in (None, "", "all") else ([v] if isinstance(v, str) else list(v))
 
-    checks = {"status": (values(status), STATUSES), "direction": (values(direction), ["ingress", "egress"])}
+    checks = {"status": (values(status), list(STATUSES)), "direction": (values(direction), ["ingress", "egress"])}
     for name, (given, known) in checks.items():
         bad = [v for v in given if v not in known]
         if bad:
@@ -66,7 +63,7 @@ def filter_rules(df: pd.DataFrame, group_ids=None, status=None, direction=None, 
 def rules_by_status(usage: pd.DataFrame) -> pd.DataFrame:
     """Per group: how many of its rules are used, attempted, unused, unobserved, unattached."""
     counts = pd.crosstab([usage["group_id"], usage["group_name"]], usage["status"])
-    counts = counts.reindex(columns=STATUSES, fill_value=0)
+    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
     counts["rules"] = counts.sum(axis=1)
     return counts.reset_index().rename_axis(columns=None)
 

@@ -12,6 +12,9 @@ import pandas as pd
 from .inventory import Inventory
 from .reduction import SLOT_ACC_A, SLOT_ACC_B, SYN, SYNACK, flag_sql
 
+#: A rule's status, in the order reports list them: what was seen first, then the degrees of "not seen".
+STATUSES = ("used", "attempted", "unused", "unobserved", "unattached")
+
 #: SPEC's usage table, exactly, in order.
 USAGE_COLUMNS = [
     "group_id", "group_name", "rule_id", "direction", "protocol", "from_port", "to_port", "peer", "status",
