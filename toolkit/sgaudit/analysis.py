@@ -71,6 +71,8 @@ class Analysis:
     #: The user's window in Unix milliseconds (None: open), as the reduction applied it.
     bounds_ms: tuple[int | None, int | None] = field(default=(None, None), repr=False)
     _timelines: dict = field(default_factory=dict, repr=False)
+    #: The arguments of the `analyze` call that made this, for `reanalyze`.
+    call: dict = field(default_factory=dict, repr=False)
 
     @cached_property
     def observed(self) -> set[str]:
@@ -141,6 +143,14 @@ class Analysis:
         if width not in self._timelines:
             self._timelines[width] = timeline_.build(self, str(width), progress)
         return self._timelines[width]
+
+    def reanalyze(self, inventory: str | Path | Inventory) -> Analysis:
+        """The same records (files, window, format) analysed against another snapshot.
+
+        How a proposed set of rules is checked: every conversation is read and classified again, and
+        matched against the rules of ``inventory`` instead (`sgaudit.plan`).
+        """
+        return analyze(inventory=inventory, **self.call)
 
     def write(self, name: str, path: str | Path) -> Path:
         """Write one table (``usage``, ``unexplained``, ``quality``…) to a .csv, .jsonl or .parquet file.
@@ -232,7 +242,9 @@ def analyze(
     con.execute("SET preserve_insertion_order = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    result = Analysis(inv, (None, None), files, con, [], tmpdir, (lo, hi))
+    result = Analysis(inv, (None, None), files, con, [], tmpdir, (lo, hi),
+                      call=dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
+                                memory_limit=memory_limit, workdir=workdir))
     try:
         _run(result, files, inv, lo, hi, progress)
     except BaseException:
