@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 
 from . import __version__, report
 from .analysis import Analysis, analyze
 from .errors import SgauditError
-from .output import companion, output_kind
+from .output import companion, output_kind, write_table
 from .usage import STATUSES
 
 COMPANIONS = ("unexplained", "rejected", "quality", "coverage", "problems")
+SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,21 +33,32 @@ def _parser() -> argparse.ArgumentParser:
                     "tables (unexplained, rejected, quality, coverage, problems) are written beside --out "
                     "as OUT.<name>.<ext>.",
     )
-    u.add_argument("--flow-logs", nargs="+", required=True, metavar="PATH",
-                   help="flow-log files or folders (S3 key layout, plain or Hive-style), text/gzip/Parquet/"
-                        "CloudWatch JSON; several layouts may be mixed")
-    u.add_argument("--inventory", required=True, metavar="DIR",
-                   help="inventory snapshot folder (AWS CLI JSON: security-group-rules.json, …)")
-    u.add_argument("--format", dest="log_format", metavar="STR",
-                   help="log format of files without a header line, e.g. '${version} ${account-id} …' "
-                        "(default: the version-2 default format)")
-    u.add_argument("--start", metavar="T", help="window start, ISO 8601 or Unix seconds (default: first record)")
-    u.add_argument("--end", metavar="T", help="window end, exclusive (default: last record)")
+    _source_arguments(u)
     u.add_argument("--out", required=True, metavar="FILE", help="usage table: .csv, .jsonl or .parquet")
-    u.add_argument("--threads", type=int, metavar="N", help="DuckDB threads (default: all cores)")
-    u.add_argument("--memory-limit", default=None, metavar="SIZE",
-                   help="DuckDB memory ceiling before spilling to disk (default 1GB)")
-    u.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    f = sub.add_parser(
+        "findings", help="write the findings: unused, attempted-only, overly permissive, redundant rules …",
+        description="One row per finding: the resource, the kind, a severity, one sentence naming the resource "
+                    "and the reason, the evidence, the fix and the AWS Security Hub control where one applies.",
+    )
+    _source_arguments(f)
+    f.add_argument("--out", required=True, metavar="FILE", help="findings: .csv, .jsonl, .json, .parquet or .md")
+
+    pl = sub.add_parser(
+        "plan", help="propose tighter rules that keep every observed connection, and prove it",
+        description="Propose, per group, replacement rules that cover exactly the observed ports and peers, "
+                    "and removal of unused rules; re-run the attribution with the proposed rules on the same "
+                    "records and list any conversation that would be lost. Writes the plan (--out), the AWS CLI "
+                    "commands (OUT.aws.sh), a Terraform snippet (OUT.tf), the proposed rules (OUT.proposed.csv) "
+                    "and the re-check (OUT.lost.csv). Nothing is applied: sgaudit only reads from AWS.",
+    )
+    _source_arguments(pl)
+    pl.add_argument("--out", required=True, metavar="FILE", help="the plan: .md, .csv, .jsonl or .json")
+    pl.add_argument("--rule-budget", type=int, default=25, metavar="N",
+                    help="at most N proposed rules per group and direction; peers merge into wider CIDRs, never "
+                         "wider than the rule they replace, to fit (default 25)")
+    pl.add_argument("--keep-attempted", action="store_true",
+                    help="also keep conversations only attempted (one-way UDP such as syslog, unanswered SYNs)")
 
     r = sub.add_parser(
         "report", help="run an audit notebook and write it as one offline HTML report",
@@ -70,6 +83,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the notebook's parameters, defaults and help, and exit")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def _source_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags every analysing command shares: what to read and how."""
+    p.add_argument("--flow-logs", nargs="+", required=True, metavar="PATH",
+                   help="flow-log files or folders (S3 key layout, plain or Hive-style), text/gzip/Parquet/"
+                        "CloudWatch JSON; several layouts may be mixed")
+    p.add_argument("--inventory", required=True, metavar="DIR",
+                   help="inventory snapshot folder (AWS CLI JSON: security-group-rules.json, …)")
+    p.add_argument("--format", dest="log_format", metavar="STR",
+                   help="log format of files without a header line, e.g. '${version} ${account-id} …' "
+                        "(default: the version-2 default format)")
+    p.add_argument("--start", metavar="T", help="window start, ISO 8601 or Unix seconds (default: first record)")
+    p.add_argument("--end", metavar="T", help="window end, exclusive (default: last record)")
+    p.add_argument("--threads", type=int, metavar="N", help="DuckDB threads (default: all cores)")
+    p.add_argument("--memory-limit", default=None, metavar="SIZE",
+                   help="DuckDB memory ceiling before spilling to disk (default 1GB)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 class _FilesBar:
@@ -127,23 +158,95 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def _usage(args: argparse.Namespace) -> int:
-    output_kind(args.out)  # an unknown extension fails before the analysis, not after it
+def _analyze(args: argparse.Namespace) -> Analysis:
+    """`analyze` with the shared flags, drawing a progress bar over files on a terminal."""
     bar = None if args.no_progress else _FilesBar()
-    update = bar.update if bar else None
-    t0 = time.perf_counter()
     kwargs = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     try:
-        result = analyze(args.flow_logs, args.inventory, start=args.start, end=args.end,
-                         log_format=args.log_format, threads=args.threads, progress=update, **kwargs)
+        return analyze(args.flow_logs, args.inventory, start=args.start, end=args.end, log_format=args.log_format,
+                       threads=args.threads, progress=bar.update if bar else None, **kwargs)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _usage(args: argparse.Namespace) -> int:
+    output_kind(args.out)  # an unknown extension fails before the analysis, not after it
+    t0 = time.perf_counter()
+    result = _analyze(args)
     try:
         written = [result.write("usage", args.out)]
         written += [result.write(name, companion(args.out, name)) for name in COMPANIONS]
         print(summary(result, time.perf_counter() - t0))
         print("wrote       " + "\n            ".join(str(p) for p in written))
+    finally:
+        result.close()
+    return 0
+
+
+def _markdown_or_table(path: str) -> str:
+    """``md`` for a Markdown file, else the table format of the extension (an unknown one is an error)."""
+    return "md" if Path(path).suffix.lower() == ".md" else output_kind(Path(path))
+
+
+def _findings(args: argparse.Namespace) -> int:
+    from . import findings
+
+    kind = _markdown_or_table(args.out)
+    result = _analyze(args)
+    try:
+        found = findings.findings(result)
+        out = Path(args.out)
+        if kind == "md":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(findings.to_markdown(found))
+        else:
+            write_table(found, out)
+        by_severity = found["severity"].value_counts()
+        print(f"findings    {len(found)}: " + ", ".join(f"{by_severity[s]} {s}" for s in SEVERITIES
+                                                       if s in by_severity))
+        for k, n in found["kind"].value_counts().items():
+            print(f"  {n:>6}  {k}")
+        print(f"wrote       {out}")
+    finally:
+        result.close()
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from . import plan as plan_
+
+    kind = _markdown_or_table(args.out)
+    if args.rule_budget < 1:
+        raise SgauditError(f"--rule-budget {args.rule_budget}: must be at least 1")
+    result = _analyze(args)
+    try:
+        proposal = plan_.propose(result, rule_budget=args.rule_budget, keep_attempted=args.keep_attempted)
+        lost = plan_.verify(result, proposal)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "md":
+            out.write_text(plan_.to_markdown(proposal, lost))
+        else:
+            write_table(plan_.to_table(proposal), out)
+        written = [out]
+        for suffix, text in ((".aws.sh", plan_.to_aws_cli(proposal)), (".tf", plan_.to_terraform(proposal))):
+            target = out.with_name(out.stem + suffix)
+            target.write_text(text)
+            written.append(target)
+        written.append(write_table(proposal.proposed_rules, out.with_name(out.stem + ".proposed.csv")))
+        written.append(write_table(lost, out.with_name(out.stem + ".lost.csv")))
+        actions = proposal.actions["action"].value_counts()
+        print("plan        " + ", ".join(f"{actions.get(a, 0)} {a}" for a in ("replace", "remove", "keep")) +
+              f"; {len(proposal.proposed_rules)} proposed rule(s)")
+        print(f"re-check    {lost.attrs.get('checked', 0):,} observed conversation(s) re-attributed with the "
+              f"proposed rules on the same records: {len(lost):,} lost")
+        print("not proved  " + "\n            ".join(proposal.limits))
+        print("wrote       " + "\n            ".join(str(p) for p in written))
+        if len(lost):
+            print(f"sgaudit: error: the plan would cut {len(lost)} observed conversation(s), listed in "
+                  f"{written[-1]}; do not apply it, and please report this", file=sys.stderr)
+            return 1
     finally:
         result.close()
     return 0
@@ -195,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             return _usage(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "findings":
+            return _findings(args)
+        if args.command == "plan":
+            return _plan(args)
     except SgauditError as exc:
         print(f"sgaudit: error: {exc}", file=sys.stderr)
         return 2
