@@ -1,0 +1,901 @@
+"""A tightening plan: rules that keep every observed connection and nothing more, proved on the same records.
+
+`propose` gives every rule of the inventory an action:
+
+- ``remove`` — the rule is ``unused`` (an interface carrying its group was observed and nothing matched),
+  or only ``attempted`` (unless ``keep_attempted``);
+- ``keep`` — the rule is already as narrow as what it carried; or there is no evidence about it
+  (``unobserved``, ``unattached``, a peer outside the snapshot), which is said in its reason;
+- ``replace`` — the rule carried traffic but allows more: replacement rules cover exactly the ports that
+  counted and the peers seen, collapsed into CIDR blocks (never wider than the rule's own), a referenced
+  group, or the rule's own prefix list or referenced group with narrower ports.
+
+`verify` re-runs the attribution on the same records with the proposed rules in place
+(`Analysis.reanalyze`) and lists every observed conversation the plan would lose: zero rows is the proof,
+for these records. The plan is text for review (`to_aws_cli`, `to_terraform`, `to_markdown`): sgaudit
+never changes anything in AWS.
+
+The merge algorithm, per group and direction, when the exact rules exceed ``rule_budget``:
+
+1. Ports of one replaced rule and protocol that are consecutive and used by the same peers become one
+   range (no new access). Then, only if there are still more (rule, protocol, port range) services than
+   the budget leaves room for, neighbouring ranges merge, the smallest gap first.
+2. Each service's peers start as /32 (/128) blocks, exact neighbours collapsed. Then, over all services of
+   the group and direction together, the merge of two neighbouring blocks into their smallest common
+   supernet that adds the fewest new (address, port) pairs goes first, until the count fits. The common
+   supernet of two blocks inside the rule's CIDR is inside it too, so no proposal is ever wider.
+"""
+
+from __future__ import annotations
+
+import heapq
+import html
+import ipaddress
+import json
+import re
+import shlex
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .errors import SgauditError
+from .inventory import protocol_number
+
+if TYPE_CHECKING:
+    from .analysis import Analysis
+    from .inventory import Inventory
+
+#: Evidence that a conversation worked: what every plan keeps.
+KEPT_EVIDENCE = ("established", "inferred")
+#: Peers that mean "the whole internet".
+WORLD = {"0.0.0.0/0", "::/0"}
+#: IpProtocol names of the protocols the API names; others are written as numbers.
+PROTOCOL_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+#: Problems of the inventory that leave a rule's peers unknown: such a rule is never judged.
+UNRESOLVED = ("referenced_group_unresolved", "prefix_list_entries_missing")
+
+ACTION_COLUMNS = ["group_id", "group_name", "rule_id", "direction", "status", "action", "old", "new", "carried",
+                  "reason"]
+PROPOSED_COLUMNS = ["rule_id", "group_id", "replaces", "is_egress", "protocol", "from_port", "to_port",
+                    "peer_kind", "peer", "description"]
+LOST_COLUMNS = ["interface_id", "direction", "protocol", "local_port", "peer", "peer_port", "port", "evidence",
+                "rules_before", "rules_after", "why"]
+
+
+@dataclass
+class Plan:
+    """A proposed set of rules, for review; nothing is applied.
+
+    Attributes
+    ----------
+    actions : pandas.DataFrame
+        One row per rule of the inventory: ``group_id, group_name, rule_id, direction, status, action``
+        (``keep``, ``replace``, ``remove``), ``old`` (the rule as text), ``new`` (its replacements as text,
+        ``; ``-separated), ``carried`` (the conversations the plan keeps for it) and ``reason``.
+    proposed_rules : pandas.DataFrame
+        One row per new rule: ``rule_id`` (``sgr-proposed-0001``…), ``group_id``, ``replaces`` (the rule id),
+        ``is_egress``, ``protocol`` (the API's ``IpProtocol``), ``from_port``, ``to_port``, ``peer_kind``
+        (``cidr``, ``prefix_list``, ``group``), ``peer`` and ``description``.
+    inventory : Inventory
+        The snapshot with the proposed rules in place of those replaced or removed.
+    limits : list of str
+        What the plan cannot prove, one sentence each.
+    rule_budget : int
+        At most this many rules per group and direction were aimed at.
+    keep_attempted : bool
+        Whether only-attempted conversations were kept as well.
+    """
+
+    actions: pd.DataFrame
+    proposed_rules: pd.DataFrame
+    inventory: Inventory
+    limits: list[str] = field(default_factory=list)
+    rule_budget: int = 25
+    keep_attempted: bool = False
+
+    @property
+    def kept_evidence(self) -> tuple[str, ...]:
+        """The evidence of the conversations the plan keeps (and `verify` checks)."""
+        return KEPT_EVIDENCE + (("attempted",) if self.keep_attempted else ())
+
+
+# --- Rules as values ---------------------------------------------------------------------------------------
+
+
+def _ports(protocol: int, from_port: int, to_port: int) -> tuple[int, int]:
+    """A rule's port range as compared here: TCP/UDP ``-1`` is 0-65535; other protocols keep the API's values."""
+    if protocol in (6, 17) and from_port == -1:
+        return 0, 65535
+    return int(from_port), int(to_port)
+
+
+def _peer_value(kind: str, peer: str) -> str:
+    """A peer as compared here: CIDRs normalised (``10.0.0.5/8`` is ``10.0.0.0/8``), ids as they are."""
+    return str(ipaddress.ip_network(peer, strict=False)) if kind == "cidr" else peer
+
+
+def _ip_protocol(protocol: int) -> str:
+    return PROTOCOL_NAMES.get(protocol, str(protocol))
+
+
+def rule_text(is_egress: bool, ip_protocol: str, from_port: int, to_port: int, peer: str) -> str:
+    """One rule in words: ``ingress tcp 22 from 0.0.0.0/0``, ``egress udp 5000-5010 to 10.0.0.0/16``."""
+    proto = protocol_number(ip_protocol)
+    if proto == -1:
+        what = "all traffic"
+    elif proto in (6, 17):
+        lo, hi = _ports(proto, from_port, to_port)
+        what = f"{_ip_protocol(proto)} " + ("all ports" if (lo, hi) == (0, 65535) else
+                                           str(lo) if lo == hi else f"{lo}-{hi}")
+    elif proto in (1, 58):
+        kind = "all types" if from_port == -1 else f"type {from_port}" + ("" if to_port == -1 else f" code {to_port}")
+        what = f"{_ip_protocol(proto)} {kind}"
+    else:
+        what = f"protocol {proto}"
+    return f"{'egress' if is_egress else 'ingress'} {what} {'to' if is_egress else 'from'} {peer}"
+
+
+@dataclass
+class _Service:
+    """What one replacement needs for one (protocol, port range): the peers seen, or a fixed peer."""
+
+    rule_id: str
+    protocol: int
+    lo: int
+    hi: int
+    peers: set = field(default_factory=set)  # ip_address objects, for a CIDR peer
+    fixed: tuple[str, str] | None = None  # (peer_kind, peer) kept as it is
+    blocks: list = field(default_factory=list)  # sorted (network number, prefix length), after collapsing
+    bits: int = 32
+
+    @property
+    def width(self) -> int:
+        """Ports the service opens (1 for port-less protocols): the unit a peer merge multiplies."""
+        return self.hi - self.lo + 1 if self.protocol in (6, 17) else 1
+
+    def count(self) -> int:
+        """Rules this service needs."""
+        return 1 if self.fixed else len(self.blocks)
+
+    def items(self) -> list[tuple[int, int, int, str, str]]:
+        """The service's rules as ``(protocol, from, to, peer_kind, peer)``."""
+        if self.fixed:
+            return [(self.protocol, self.lo, self.hi, *self.fixed)]
+        return [(self.protocol, self.lo, self.hi, "cidr", _block_str(b, self.bits)) for b in self.blocks]
+
+
+def _block_str(block: tuple[int, int], bits: int) -> str:
+    net, plen = block
+    addr = ipaddress.IPv4Address(net) if bits == 32 else ipaddress.IPv6Address(net)
+    return f"{addr}/{plen}"
+
+
+def _blocks(peers: set) -> tuple[list[tuple[int, int]], int]:
+    """Peers as sorted, disjoint blocks: /32 (/128) each, exact neighbours collapsed (no new address)."""
+    nets = list(ipaddress.collapse_addresses(ipaddress.ip_network(p) for p in peers))
+    bits = nets[0].max_prefixlen if nets else 32
+    return sorted((int(n.network_address), n.prefixlen) for n in nets), bits
+
+
+def _supernet(a: tuple[int, int], b: tuple[int, int], bits: int) -> tuple[int, int]:
+    """The smallest block that holds blocks ``a`` and ``b``: their common leading bits."""
+    plen = min(a[1], b[1], bits - (a[0] ^ b[0]).bit_length())
+    mask = ((1 << bits) - 1) ^ ((1 << (bits - plen)) - 1)
+    return a[0] & mask, plen
+
+
+# --- propose ---------------------------------------------------------------------------------------------
+
+
+def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool = False) -> Plan:
+    """Propose, for every rule, to keep, replace or remove it, so that every observed connection still works.
+
+    Parameters
+    ----------
+    analysis : Analysis
+        A finished `sgaudit.analyze` result.
+    rule_budget : int
+        At most this many rules per group and direction (kept ones included): peers merge into wider
+        blocks, never wider than the rule they replace, and, if that is not enough, ports into ranges.
+    keep_attempted : bool
+        Also keep conversations only attempted (one-way UDP such as syslog, unanswered SYNs); rules only
+        attempted are then narrowed like used ones instead of removed.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    SgauditError
+        For a ``rule_budget`` below 1.
+    """
+    if int(rule_budget) < 1:
+        raise SgauditError(f"rule_budget {rule_budget}: must be at least 1")
+    inv = analysis.inventory
+    evidence = KEPT_EVIDENCE + (("attempted",) if keep_attempted else ())
+    usage = analysis.usage.set_index("rule_id")
+    rules = inv.rules.merge(inv.groups[["group_id", "group_name", "vpc_id"]], on="group_id", how="left")
+    unresolved = {p["resource"] for p in inv.problems if p["kind"] in UNRESOLVED}
+    carried = _carried(analysis, evidence)
+
+    decisions: dict[str, dict] = {}
+    narrow: dict[str, list[_Service]] = {}
+    for r in rules.itertuples(index=False):
+        status = usage.loc[r.rule_id, "status"] if r.rule_id in usage.index else "unobserved"
+        d = decisions[r.rule_id] = {"status": status, "action": "", "carried": 0, "reason": ""}
+        if r.rule_id in unresolved:
+            d.update(action="keep", reason="its peers (a referenced group or prefix list) are not in the snapshot, "
+                                           "so sgaudit cannot tell what it carries: kept untouched")
+        elif status == "unobserved":
+            d.update(action="keep", reason="no evidence: no interface carrying the group was observed in the "
+                                           "window, so the rule was never put to the test")
+        elif status == "unattached":
+            d.update(action="keep", reason="no evidence: the group is on no interface, so nothing can use the "
+                                           "rule; delete the group itself if it is not needed")
+        elif status == "unused":
+            d.update(action="remove", reason="unused: an interface carrying the group was observed and no "
+                                             "accepted conversation matched the rule")
+        elif status == "attempted" and not keep_attempted:
+            n = int(usage.loc[r.rule_id, "connections"])
+            d.update(action="remove", reason=f"only attempted: {n} conversation(s) matched, none answered "
+                                             "(one-way traffic or a SYN answered by RST); keep_attempted would "
+                                             "narrow it instead")
+        else:
+            rows = carried.get(r.rule_id, [])
+            d["carried"] = sum(c[0] for c in rows)
+            narrow[r.rule_id] = rows  # type: ignore[assignment]
+
+    by_id = {r.rule_id: r for r in rules.itertuples(index=False)}
+    members = _group_members(inv)
+    vpcs = dict(zip(inv.groups["group_id"], inv.groups["vpc_id"], strict=True))
+    # Rules already as narrow as what they carried are kept; their conversations need nothing more from
+    # the other rules of the group (a replacement identical to a kept rule is an error at AWS, too).
+    services = {rid: _services(by_id[rid], rows) for rid, rows in narrow.items()}
+    for rid in list(services):
+        if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
+            decisions[rid].update(action="keep", reason="already as narrow as what it carried")
+    kept_by_group = defaultdict(set)
+    for rid, d in decisions.items():
+        if d["action"] == "keep":
+            kept_by_group[by_id[rid].group_id].add(rid)
+    for rid, rows in narrow.items():
+        if decisions[rid].get("action") == "keep":
+            continue
+        others = kept_by_group[by_id[rid].group_id]
+        left = [c for c in rows if not (c[5] & others)]
+        if len(left) < len(rows):
+            also = sorted({o for c in rows for o in c[5] & others})
+            decisions[rid]["also"] = (sum(c[0] for c in rows) - sum(c[0] for c in left), also)
+        if not left:
+            decisions[rid].update(action="remove", reason="everything it carried is also allowed by kept rule(s) "
+                                                          + ", ".join(also))
+            continue
+        decisions[rid]["action"] = "replace"
+        services[rid] = _services(by_id[rid], left)
+        _prefer_group(by_id[rid], services[rid], members, vpcs)
+
+    # The budget, per group and direction.
+    over = []
+    for (gid, egress), rids in _by_group_direction(rules).items():
+        todo = [rid for rid in rids if decisions[rid]["action"] == "replace"]
+        if not todo:
+            continue
+        fixed = sum(1 for rid in rids if decisions[rid]["action"] == "keep")
+        svcs = [s for rid in todo for s in services[rid]]
+        svcs = _fit_ports(svcs, int(rule_budget) - fixed)
+        for s in svcs:
+            if not s.fixed:
+                s.blocks, s.bits = _blocks(s.peers)
+        total = _fit_peers(svcs, int(rule_budget) - fixed) + fixed
+        if total > rule_budget:
+            over.append((gid, egress, total))
+        for rid in todo:
+            services[rid] = [s for s in svcs if s.rule_id == rid]
+            if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
+                decisions[rid].update(action="keep", reason="its traffic needs all it allows, within the rule budget")
+
+    proposed = _reconcile(rules, decisions, services)
+    actions, proposed_df, new_inventory = _assemble(inv, rules, decisions, proposed)
+    plan = Plan(actions, proposed_df, new_inventory, [], int(rule_budget), bool(keep_attempted))
+    plan.limits = _limits(analysis, plan, over)
+    return plan
+
+
+def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Per rule, its kept conversations, grouped: ``(count, protocol, port, peer address, family, rules)``.
+
+    ``rules`` is the set of every rule that matched those conversations (in their direction), read as in
+    `sgaudit.summaries.peers`. Grouping in DuckDB keeps this as small as the distinct peers and ports.
+    """
+    quoted = ", ".join("'" + e + "'" for e in evidence)
+    df = analysis.con.sql(f"""
+        WITH kept AS (
+            SELECT cr.conversation_id, cr.rule_id, c.protocol, c.port, c.peer_addr, c.family
+            FROM conversation_rules cr JOIN classified c USING (conversation_id)
+            WHERE c.accepted AND c.evidence IN ({quoted})
+        ),
+        sets AS (SELECT conversation_id, list_sort(list(rule_id)) AS rules FROM kept GROUP BY conversation_id)
+        SELECT k.rule_id, k.protocol, k.port, k.peer_addr, k.family, s.rules, count(*) AS n
+        FROM kept k JOIN sets s USING (conversation_id)
+        GROUP BY ALL
+    """).df()
+    out: dict[str, list[tuple]] = defaultdict(list)
+    for c in df.itertuples(index=False):
+        port = None if pd.isna(c.port) else int(c.port)
+        out[c.rule_id].append((int(c.n), int(c.protocol), port, ipaddress.ip_address(c.peer_addr), int(c.family),
+                               frozenset(c.rules)))
+    return out
+
+
+def _services(rule, rows: list[tuple]) -> list[_Service]:
+    """The exact replacement of one rule: one service per (protocol, port) seen, with its peers.
+
+    Consecutive ports with the same peers become one range (no new access).
+    """
+    original = int(rule.protocol)
+    fixed = None if rule.peer_kind == "cidr" else (rule.peer_kind, rule.peer)
+    by_key: dict[tuple[int, int, int], set] = defaultdict(set)
+    for _, proto, port, peer, _, _ in rows:
+        if proto in (6, 17):
+            lo = hi = int(port)
+        elif original == -1:
+            lo = hi = -1  # a whole protocol family: flow logs carry no ICMP type or code
+        else:
+            lo, hi = int(rule.from_port), int(rule.to_port)  # an ICMP rule keeps its own type and code
+        by_key[(proto, lo, hi)].add(peer)
+    out: list[_Service] = []
+    for (proto, lo, hi), peers in sorted(by_key.items()):
+        prev = out[-1] if out else None
+        if (prev and proto in (6, 17) and prev.protocol == proto and prev.hi + 1 == lo
+                and (fixed or prev.peers == peers)):
+            prev.hi = hi
+            continue
+        out.append(_Service(rule.rule_id, proto, lo, hi, set(peers), fixed))
+    for s in out:
+        if not fixed:
+            s.blocks, s.bits = _blocks(s.peers)
+    return out
+
+
+def _equal(rule, items: list[tuple]) -> bool:
+    """Whether a rule's proposal is the rule itself."""
+    if len(items) != 1:
+        return False
+    proto, lo, hi, kind, peer = items[0]
+    return (proto == int(rule.protocol) and (lo, hi) == _ports(proto, int(rule.from_port), int(rule.to_port))
+            and kind == rule.peer_kind and _peer_value(kind, peer) == _peer_value(rule.peer_kind, rule.peer))
+
+
+def _group_members(inv: Inventory) -> dict[str, set]:
+    """Per group, the private addresses (primary, secondary, IPv6) of the interfaces that carry it."""
+    out: dict[str, set] = defaultdict(set)
+    joined = inv.interface_groups.merge(inv.addresses, on="interface_id")
+    for g, a in zip(joined["group_id"], joined["address"], strict=True):
+        out[g].add(ipaddress.ip_address(a))
+    return out
+
+
+def _prefer_group(rule, svcs: list[_Service], members: dict[str, set], vpcs: dict[str, str]) -> None:
+    """Use a referenced group instead of CIDRs where it admits exactly a subset of the rule's CIDR.
+
+    Every peer must be a private address of interfaces that all carry the group G (in the VPC of the rule's
+    group), and every address of G's interfaces must lie inside the rule's CIDR, so that G admits nothing
+    the old rule did not. The group with the fewest addresses wins.
+    """
+    if rule.peer_kind != "cidr" or not svcs or any(s.fixed for s in svcs):
+        return
+    vpc = vpcs.get(rule.group_id)
+    if not isinstance(vpc, str) or not vpc:
+        return
+    net = ipaddress.ip_network(rule.peer, strict=False)
+    peers = set().union(*(s.peers for s in svcs))
+    candidates = None
+    for p in peers:
+        owners = {g for g, addrs in members.items() if p in addrs}
+        candidates = owners if candidates is None else candidates & owners
+        if not candidates:
+            return
+    eligible = [(len(members[g]), g) for g in sorted(candidates or ())
+                if vpcs.get(g) == vpc and all(a.version == net.version and a in net for a in members[g])]
+    if eligible:
+        g = min(eligible)[1]
+        for s in svcs:
+            s.fixed = ("group", g)
+
+
+def _by_group_direction(rules: pd.DataFrame) -> dict[tuple[str, bool], list[str]]:
+    out: dict[tuple[str, bool], list[str]] = defaultdict(list)
+    for gid, egress, rid in zip(rules["group_id"], rules["is_egress"], rules["rule_id"], strict=True):
+        out[(gid, bool(egress))].append(rid)
+    return out
+
+
+def _fit_ports(svcs: list[_Service], room: int) -> list[_Service]:
+    """Merge neighbouring port ranges of one rule and protocol, smallest gap first, until ``room`` services.
+
+    Only when the services alone exceed the room: each needs at least one rule. The gap between two
+    neighbours does not change when either merges with its other neighbour, so taking the smallest gaps
+    first is the greedy order.
+    """
+    excess = len(svcs) - max(room, 0)
+    if excess <= 0:
+        return svcs
+    chains: dict[tuple[str, int], list[_Service]] = defaultdict(list)
+    for s in svcs:
+        chains[(s.rule_id, s.protocol)].append(s)
+    gaps = []
+    for key, chain in chains.items():
+        if key[1] not in (6, 17):
+            continue
+        chain.sort(key=lambda s: s.lo)
+        gaps += [(b.lo - a.hi - 1, key, i) for i, (a, b) in enumerate(pairwise(chain))]
+    join = {(key, i) for _, key, i in sorted(gaps)[:excess]}
+    out = []
+    for key, chain in chains.items():
+        current = chain[0]
+        out.append(current)
+        for i, nxt in enumerate(chain[1:]):
+            if (key, i) in join:
+                current.hi = nxt.hi
+                current.peers |= nxt.peers
+            else:
+                current = nxt
+                out.append(current)
+    return out
+
+
+def _fit_peers(svcs: list[_Service], room: int) -> int:
+    """Merge neighbouring peer blocks until the services need at most ``room`` rules; return what they need.
+
+    Greedy over all services together: the merge adding the fewest new (address, port) pairs first (ties:
+    the one saving more rules). Entries of the heap go stale when a block they name is merged away; they
+    are checked when popped, and re-queued when the blocks between changed their cost.
+    """
+    total = sum(s.count() for s in svcs)
+    if total <= room:
+        return total
+    present = [set(s.blocks) for s in svcs]
+    heap: list = []
+    seq = 0
+
+    def cost(i: int, a, b) -> tuple[int, int, tuple[int, int], int, int]:
+        s = svcs[i]
+        sup = _supernet(a, b, s.bits)
+        end = sup[0] + (1 << (s.bits - sup[1])) - 1
+        i0 = bisect_left(s.blocks, (sup[0], -1))
+        i1 = bisect_right(s.blocks, (end, s.bits + 1))
+        covered = sum(1 << (s.bits - p) for _, p in s.blocks[i0:i1])
+        return ((1 << (s.bits - sup[1])) - covered) * s.width, -(i1 - i0 - 1), sup, i0, i1
+
+    def push(i: int, a, b) -> None:
+        nonlocal seq
+        c, saves, _, _, _ = cost(i, a, b)
+        heapq.heappush(heap, (c, saves, seq, i, a, b))
+        seq += 1
+
+    for i, s in enumerate(svcs):
+        if not s.fixed:
+            for a, b in pairwise(s.blocks):
+                push(i, a, b)
+    while total > room and heap:
+        c, saves, _, i, a, b = heapq.heappop(heap)
+        if a not in present[i] or b not in present[i]:
+            continue
+        now = cost(i, a, b)
+        if (now[0], now[1]) != (c, saves):
+            push(i, a, b)
+            continue
+        _, saves, sup, i0, i1 = now
+        s = svcs[i]
+        for blk in s.blocks[i0:i1]:
+            present[i].discard(blk)
+        s.blocks[i0:i1] = [sup]
+        present[i].add(sup)
+        total += saves  # saves is negative: rules saved
+        if i0 > 0:
+            push(i, s.blocks[i0 - 1], sup)
+        if i0 + 1 < len(s.blocks):
+            push(i, sup, s.blocks[i0 + 1])
+    return total
+
+
+def _reconcile(rules: pd.DataFrame, decisions: dict, services: dict) -> dict[str, list[tuple]]:
+    """The proposed rules per replaced rule, without any that AWS would refuse as a duplicate.
+
+    AWS refuses to add a rule identical to one the group holds, and the plan adds before it revokes. A
+    proposal identical to an existing rule of the group is dropped, and that rule kept (it is then needed,
+    and it holds the proposal); identical proposals of two rules are made once. Each round starts again
+    from the full proposals, since a rule kept in one round changes what the others may drop; keeping only
+    grows, so the rounds end.
+    """
+    full = {rid: [it for s in services.get(rid, []) for it in s.items()]
+            for rid, d in decisions.items() if d["action"] == "replace"}
+    existing: dict[tuple, str] = {}
+    for r in rules.itertuples(index=False):
+        existing[(r.group_id, bool(r.is_egress), int(r.protocol),
+                  *_ports(int(r.protocol), int(r.from_port), int(r.to_port)),
+                  r.peer_kind, _peer_value(r.peer_kind, r.peer))] = r.rule_id
+    group_of = {r.rule_id: (r.group_id, bool(r.is_egress)) for r in rules.itertuples(index=False)}
+    while True:
+        changed = False
+        seen: set = set()
+        proposed: dict[str, list[tuple]] = {}
+        for rid in sorted(full):
+            if decisions[rid]["action"] != "replace":
+                continue
+            items = []
+            for it in full[rid]:
+                key = (*group_of[rid], it[0], it[1], it[2], it[3], _peer_value(it[3], it[4]))
+                other = existing.get(key)
+                if other is not None and other != rid:
+                    if decisions[other]["action"] != "keep":
+                        decisions[other].update(action="keep", reason=f"needed as it is: the replacement of {rid} "
+                                                                      "would be identical to it")
+                        changed = True
+                    continue
+                if key not in seen:
+                    seen.add(key)
+                    items.append(it)
+            proposed[rid] = items
+        for rid, items in proposed.items():
+            if not items and decisions[rid]["action"] == "replace":
+                decisions[rid].update(action="remove", reason="everything it carried is allowed by kept rules or "
+                                                              "by other replacements identical to its own")
+                changed = True
+        if not changed:
+            return {rid: items for rid, items in proposed.items() if decisions[rid]["action"] == "replace"}
+
+
+def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: dict[str, list[tuple]]):
+    """The actions table, the proposed rules with their new ids, and the inventory with them in place."""
+    new_rows, n = [], 0
+    by_id = {r.rule_id: r for r in rules.itertuples(index=False)}
+    for rid in sorted(proposed, key=lambda x: (by_id[x].group_id, bool(by_id[x].is_egress), x)):
+        r = by_id[rid]
+        for proto, lo, hi, kind, peer in sorted(proposed[rid], key=lambda it: (it[0], it[1], it[2], it[3], it[4])):
+            n += 1
+            new_rows.append({"rule_id": f"sgr-proposed-{n:04d}", "group_id": r.group_id, "replaces": rid,
+                             "is_egress": bool(r.is_egress), "protocol": _ip_protocol(proto),
+                             "from_port": int(lo), "to_port": int(hi), "peer_kind": kind, "peer": peer,
+                             "description": f"sgaudit: replaces {rid}", "_proto": proto})
+    proposed_df = pd.DataFrame(new_rows, columns=PROPOSED_COLUMNS + ["_proto"])
+    texts = defaultdict(list)
+    for p in new_rows:
+        texts[p["replaces"]].append(rule_text(p["is_egress"], p["protocol"], p["from_port"], p["to_port"], p["peer"]))
+
+    rows = []
+    for r in rules.itertuples(index=False):
+        d = decisions[r.rule_id]
+        reason = d["reason"]
+        if d["action"] == "replace":
+            reason = f"carried {d['carried']} conversation(s); the {len(texts[r.rule_id])} replacement rule(s) " \
+                     "cover exactly their ports and peers"
+            if any(p["peer_kind"] == "group" for p in new_rows if p["replaces"] == r.rule_id) \
+                    and r.peer_kind == "cidr":
+                reason += ", as a referenced group whose every address lies inside the old CIDR"
+        if "also" in d and d["action"] == "replace":
+            reason += f"; {d['also'][0]} of them are also allowed by kept rule(s) {', '.join(d['also'][1])}"
+        rows.append({"group_id": r.group_id, "group_name": "" if pd.isna(r.group_name) else r.group_name,
+                     "rule_id": r.rule_id, "direction": "egress" if r.is_egress else "ingress",
+                     "status": d["status"], "action": d["action"],
+                     "old": rule_text(bool(r.is_egress), r.ip_protocol, int(r.from_port), int(r.to_port), r.peer),
+                     "new": "; ".join(texts.get(r.rule_id, [])), "carried": int(d["carried"]), "reason": reason})
+    actions = pd.DataFrame(rows, columns=ACTION_COLUMNS)
+    actions = actions.sort_values(["group_id", "direction", "rule_id"], kind="stable").reset_index(drop=True)
+
+    gone = {rid for rid, d in decisions.items() if d["action"] in ("replace", "remove")}
+    kept = inv.rules[~inv.rules["rule_id"].isin(gone)]
+    added = pd.DataFrame({
+        "rule_id": proposed_df["rule_id"], "group_id": proposed_df["group_id"],
+        "is_egress": proposed_df["is_egress"].astype(bool), "ip_protocol": proposed_df["protocol"],
+        "protocol": proposed_df["_proto"].astype("int64"), "from_port": proposed_df["from_port"].astype("int64"),
+        "to_port": proposed_df["to_port"].astype("int64"), "peer_kind": proposed_df["peer_kind"],
+        "peer": proposed_df["peer"], "description": proposed_df["description"],
+    }, columns=inv.rules.columns)
+    new_rules = pd.concat([kept, added], ignore_index=True) if len(added) else kept.reset_index(drop=True)
+    problems = [p for p in inv.problems if p["resource"] not in gone]
+    return actions, proposed_df[PROPOSED_COLUMNS].reset_index(drop=True), replace(inv, rules=new_rules,
+                                                                                   problems=problems)
+
+
+# --- What the plan cannot prove ----------------------------------------------------------------------------
+
+
+def _duration(td: pd.Timedelta) -> str:
+    seconds = int(td.total_seconds())
+    parts = [(seconds // 86400, "day"), (seconds // 3600 % 24, "hour"), (seconds // 60 % 60, "minute"),
+             (seconds % 60, "second")]
+    words = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in parts if n]
+    return " ".join(words) or "0 seconds"
+
+
+def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -> list[str]:
+    inv = analysis.inventory
+    a = plan.actions
+    lo, hi = analysis.window
+    out = []
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        out.append("The logs hold no records: nothing is proved, and no rule is judged by traffic.")
+    else:
+        out.append(f"The window is {_duration(hi - lo)} long ({lo:%Y-%m-%d %H:%M:%S} to {hi:%Y-%m-%d %H:%M:%S} "
+                   "UTC): traffic rarer than that (monthly jobs, failover, disaster recovery, a new client) is not "
+                   "in it, and a rule or peer it needs is removed; compare with a window covering every cycle "
+                   "before applying.")
+    cov = analysis.coverage
+    snap = cov[cov["in_snapshot"]]
+    unobserved_ifaces = int((~snap["observed"]).sum())
+    unobserved_groups = a.loc[a["status"] == "unobserved", "group_id"].nunique()
+    unattached_groups = a.loc[a["status"] == "unattached", "group_id"].nunique()
+    seen = dict(zip(snap["interface_id"], snap["observed"], strict=True))
+    ig = inv.interface_groups
+    mixed = sum(1 for _, ifaces in ig.groupby("group_id")["interface_id"]
+                if len({bool(seen.get(i, False)) for i in ifaces}) == 2)
+    out.append(f"{unobserved_ifaces} interface(s) of the snapshot had no record in the window, and "
+               f"{unobserved_groups} group(s) are carried only by such interfaces ({unattached_groups} more are "
+               "on no interface): their rules are kept as they are, with no evidence either way."
+               + (f" {mixed} group(s) are on both observed and unobserved interfaces: their rules are judged by "
+                  "the observed ones alone, and the unobserved ones lose what only they needed; turn flow logs on "
+                  "for every interface of a group before applying its plan." if mixed else ""))
+    attempted = int(analysis.con.sql("SELECT count(*) FROM classified WHERE accepted AND evidence = 'attempted'")
+                    .fetchall()[0][0])
+    if plan.keep_attempted:
+        out.append(f"Only-attempted conversations ({attempted}: one-way traffic, SYNs answered by RST) are kept "
+                   "like working ones, scanners included: rules that only scanners reached stay open to them.")
+    else:
+        out.append(f"Only-attempted conversations ({attempted}: one-way traffic, SYNs answered by RST) are not "
+                   "kept: rules only attempted are removed and replacements leave them out. One-way UDP (syslog, "
+                   "metrics, SNMP traps) looks exactly like this; propose with keep_attempted to keep it.")
+    untracked = _untracked(inv, set(a.loc[a["action"] != "keep", "rule_id"]))
+    out.append("Security groups track connections: a connection open when a rule is revoked goes on until it "
+               "closes or idles out (TCP: 5 days by default), so a mistake may show days later; but flows the group "
+               "does not track, TCP or UDP under a rule open to 0.0.0.0/0 or ::/0 with an allow-all rule in the "
+               f"other direction, are cut at once ({untracked} of the rules to replace or remove are such).")
+    out.append("REJECT records are never usage, and flow logs do not say whether a group or a network ACL "
+               "rejected: traffic a network ACL blocks today never reaches a rule, so a rule it needs once the "
+               "ACL is opened looks unused here; traffic through NAT gateways, load balancers or peering shows the "
+               "addresses AWS writes, which the plan keeps as it saw them.")
+    unexplained = len(analysis.unexplained)
+    if unexplained:
+        out.append(f"{unexplained} accepted conversation(s) no rule of the snapshot explains (a rule changed "
+                   "since the snapshot, or another account or region): the plan cannot keep what it cannot "
+                   "attribute; take a fresh snapshot.")
+    unresolved = sum(1 for p in inv.problems if p["kind"] in UNRESOLVED)
+    if unresolved:
+        out.append(f"{unresolved} rule(s) refer to a group or prefix list that is not in the snapshot: kept as "
+                   "they are, since what they carry cannot be told.")
+    for gid, egress, total in over:
+        out.append(f"{gid} {'egress' if egress else 'ingress'}: {total} rules are needed even after merging "
+                   f"everything the replaced rules allow, more than the budget of {plan.rule_budget}.")
+    return out
+
+
+def _untracked(inv: Inventory, rule_ids: set[str]) -> int:
+    """How many of ``rule_ids`` are world-open TCP/UDP rules whose interfaces allow all in the other direction."""
+    r = inv.rules
+    allow_all = r[(r["protocol"] == -1) & r["peer"].isin(WORLD)]
+    ig = inv.interface_groups
+    count = 0
+    for rule in r[r["rule_id"].isin(rule_ids)].itertuples(index=False):
+        if rule.peer not in WORLD or rule.protocol not in (-1, 6, 17):
+            continue
+        ifaces = set(ig.loc[ig["group_id"] == rule.group_id, "interface_id"])
+        groups = set(ig.loc[ig["interface_id"].isin(ifaces), "group_id"])
+        opposite = allow_all[(allow_all["is_egress"] != rule.is_egress) & allow_all["group_id"].isin(groups)
+                             & (allow_all["peer"] == rule.peer)]
+        count += bool(len(opposite))
+    return count
+
+
+# --- verify ------------------------------------------------------------------------------------------------
+
+
+def verify(analysis: Analysis, plan: Plan) -> pd.DataFrame:
+    """The observed conversations the plan would lose, found by re-running the attribution with its rules.
+
+    Every accepted conversation that some rule explained with evidence the plan keeps (``established``,
+    ``inferred``, and ``attempted`` with ``keep_attempted``) is looked up, by (interface, protocol, local
+    port, peer, peer port), in `Analysis.reanalyze` with ``plan.inventory`` on the same records. It is lost
+    when no rule explains it there, or when its direction changed (flag-less traffic takes its direction
+    from the rules; a changed direction is another rule's traffic).
+
+    Parameters
+    ----------
+    analysis : Analysis
+    plan : Plan
+        From `propose` on ``analysis``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per lost conversation (`LOST_COLUMNS`, ``why`` says how); no rows means the plan keeps
+        every one of them on these records. ``attrs["checked"]`` and ``attrs["lost"]`` are the counts.
+    """
+    kept = ", ".join("'" + e + "'" for e in plan.kept_evidence)
+    before = analysis.con.sql(f"""
+        SELECT c.interface_id, c.direction, c.protocol, c.local_port, c.peer_addr AS peer, c.peer_port, c.port,
+               c.evidence, r.rules AS rules_before
+        FROM classified c
+        JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
+              FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+        WHERE c.accepted AND c.evidence IN ({kept})
+    """).df()
+    again = analysis.reanalyze(plan.inventory)
+    try:
+        again.con.register("_before", before)
+        lost = again.con.sql("""
+            WITH after AS (
+                SELECT c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.direction, c.n_rules,
+                       coalesce(r.rules, '') AS rules
+                FROM classified c
+                LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
+                           FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+                WHERE c.accepted
+            )
+            SELECT b.*, coalesce(a.rules, '') AS rules_after,
+                   CASE WHEN a.interface_id IS NULL THEN 'not in the re-run'
+                        WHEN a.direction <> b.direction THEN 'direction changed: ' || b.direction || ' -> '
+                                                             || a.direction
+                        ELSE 'no proposed or kept rule allows it' END AS why
+            FROM _before b
+            LEFT JOIN after a ON a.interface_id = b.interface_id AND a.protocol = b.protocol
+                AND a.local_port IS NOT DISTINCT FROM b.local_port AND a.peer_addr = b.peer
+                AND a.peer_port IS NOT DISTINCT FROM b.peer_port
+            WHERE a.interface_id IS NULL OR a.n_rules = 0 OR a.direction <> b.direction
+            ORDER BY b.interface_id, b.direction, b.protocol, b.port, b.peer, b.peer_port
+        """).df()
+        again.con.unregister("_before")
+    finally:
+        again.close()
+    lost = lost[LOST_COLUMNS].reset_index(drop=True)
+    lost.attrs["checked"] = len(before)
+    lost.attrs["lost"] = len(lost)
+    return lost
+
+
+# --- Reviewable output -------------------------------------------------------------------------------------
+
+
+def to_table(plan: Plan) -> pd.DataFrame:
+    """The actions, one row per rule of the inventory (a copy, for writing or showing)."""
+    return plan.actions.copy()
+
+
+def _one_line(text: object) -> str:
+    """Text safe inside a ``#`` comment: no line breaks or other control characters (AWS names are free text)."""
+    return re.sub(r"[\x00-\x1f\x7f\u2028\u2029\x85]", " ", str(text))
+
+
+def _permission(p) -> dict:
+    """One proposed rule as an ``IpPermission`` of ``authorize-security-group-ingress|egress``."""
+    perm: dict = {"IpProtocol": p.protocol}
+    if p.protocol in ("tcp", "udp", "icmp", "icmpv6"):
+        perm["FromPort"], perm["ToPort"] = int(p.from_port), int(p.to_port)
+    desc = p.description
+    if p.peer_kind == "group":
+        perm["UserIdGroupPairs"] = [{"GroupId": p.peer, "Description": desc}]
+    elif p.peer_kind == "prefix_list":
+        perm["PrefixListIds"] = [{"PrefixListId": p.peer, "Description": desc}]
+    elif ":" in p.peer:
+        perm["Ipv6Ranges"] = [{"CidrIpv6": p.peer, "Description": desc}]
+    else:
+        perm["IpRanges"] = [{"CidrIp": p.peer, "Description": desc}]
+    return perm
+
+
+def _header(plan: Plan) -> list[str]:
+    """What the plan cannot prove, as ``#`` comment lines (for the shell script and the Terraform file)."""
+    return ["# Not proved by the flow logs:"] + [f"#   - {_one_line(x)}" for x in plan.limits]
+
+
+def to_aws_cli(plan: Plan) -> str:
+    """The plan as AWS CLI commands, per group: authorize the new rules first, then revoke the old ones.
+
+    Adding before revoking means nothing that works is cut in between. sgaudit never runs these; the text
+    says so. Values are JSON-encoded and shell-quoted.
+    """
+    out = ["#!/bin/sh",
+           "# sgaudit tightening plan: AWS CLI commands for review. sgaudit NEVER runs these commands and never",
+           "# calls an AWS API that changes anything. Read them, run `sgaudit plan` again on fresh logs if in",
+           "# doubt, then run them yourself. Per group: the new rules are authorized first, then the old ones",
+           "# revoked, so that nothing working is cut in between.",
+           *_header(plan), "set -eu", ""]
+    names = dict(zip(plan.actions["group_id"], plan.actions["group_name"], strict=True))
+    prop = plan.proposed_rules
+    gone = plan.actions[plan.actions["action"].isin(["replace", "remove"])]
+    for gid in sorted(set(prop["group_id"]) | set(gone["group_id"])):
+        out.append(f"# {_one_line(gid)} ({_one_line(names.get(gid, ''))})")
+        for egress, word in ((False, "ingress"), (True, "egress")):
+            new = prop[(prop["group_id"] == gid) & (prop["is_egress"] == egress)]
+            if len(new):
+                perms = json.dumps([_permission(p) for p in new.itertuples(index=False)])
+                out.append(f"aws ec2 authorize-security-group-{word} --group-id {shlex.quote(gid)} "
+                           f"--ip-permissions {shlex.quote(perms)}")
+        for egress, word in ((False, "ingress"), (True, "egress")):
+            old = gone[(gone["group_id"] == gid) & (gone["direction"] == ("egress" if egress else "ingress"))]
+            if len(old):
+                ids = " ".join(shlex.quote(r) for r in old["rule_id"])
+                out.append(f"aws ec2 revoke-security-group-{word} --group-id {shlex.quote(gid)} "
+                           f"--security-group-rule-ids {ids}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _hcl(value: object) -> str:
+    """A Terraform (HCL) string literal: quotes, backslashes, control characters and templates escaped."""
+    s = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    s = s.replace("${", "$${").replace("%{", "%%{")
+    s = s.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    s = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\u{ord(m.group()):04x}", s)
+    return f'"{s}"'
+
+
+def to_terraform(plan: Plan) -> str:
+    """The new rules as ``aws_vpc_security_group_ingress_rule`` / ``_egress_rule`` resources, and what to remove.
+
+    Apply the new resources first, then remove the listed rules (from your configuration, or with the
+    revoke commands of `to_aws_cli`). sgaudit never applies anything.
+    """
+    out = ["# sgaudit tightening plan (Terraform, AWS provider 5 or later). sgaudit never applies this: review it,",
+           "# apply these new rules first, and only then remove the rules listed at the end.",
+           *_header(plan), ""]
+    for p in plan.proposed_rules.itertuples(index=False):
+        kind = "egress" if p.is_egress else "ingress"
+        name = re.sub(r"[^A-Za-z0-9_]", "_", f"sgaudit_{p.rule_id}")
+        body = [("security_group_id", _hcl(p.group_id)), ("description", _hcl(p.description)),
+                ("ip_protocol", _hcl(p.protocol))]
+        if p.protocol in ("tcp", "udp", "icmp", "icmpv6"):
+            body += [("from_port", str(int(p.from_port))), ("to_port", str(int(p.to_port)))]
+        peer_attr = {"group": "referenced_security_group_id", "prefix_list": "prefix_list_id"}.get(
+            p.peer_kind, "cidr_ipv6" if ":" in p.peer else "cidr_ipv4")
+        body.append((peer_attr, _hcl(p.peer)))
+        width = max(len(k) for k, _ in body)
+        out.append(f'resource "aws_vpc_security_group_{kind}_rule" "{name}" {{')
+        out += [f"  {k.ljust(width)} = {v}" for k, v in body]
+        out += ["}", ""]
+    gone = plan.actions[plan.actions["action"].isin(["replace", "remove"])]
+    out.append("# Rules to remove once the rules above are in place:" if len(gone) else "# No rule to remove.")
+    for g in gone.itertuples(index=False):
+        out.append(f"#   {_one_line(g.rule_id)} of {_one_line(g.group_id)} ({g.action}): {_one_line(g.old)}")
+    return "\n".join(out) + "\n"
+
+
+def _md(value: object) -> str:
+    """A Markdown table cell that shows AWS's free text as text: HTML escaped, pipes and breaks neutralised."""
+    return html.escape(_one_line(value)).replace("|", "&#124;").replace("`", "&#96;")
+
+
+def to_markdown(plan: Plan, lost: pd.DataFrame | None = None) -> str:
+    """The plan for a reviewer: the re-check's result, what it cannot prove, every action and the new rules."""
+    a = plan.actions
+    counts = a["action"].value_counts()
+    out = ["# Security group tightening plan", "",
+           "sgaudit proposes; it never changes anything in AWS. Apply the new rules before revoking the old ones.", "",
+           f"- rules: {len(a)}: {counts.get('keep', 0)} keep, {counts.get('replace', 0)} replace, "
+           f"{counts.get('remove', 0)} remove",
+           f"- proposed rules: {len(plan.proposed_rules)} (budget {plan.rule_budget} per group and direction)",
+           f"- conversations kept: evidence {', '.join(plan.kept_evidence)}"]
+    if lost is not None:
+        checked = lost.attrs.get("checked", "?")
+        verdict = ("none lost: proved on these records" if len(lost) == 0
+                   else f"**{len(lost)} lost: do not apply this plan**")
+        out.append(f"- re-check with the proposed rules on the same records: {checked} conversation(s), {verdict}")
+    out += ["", "## What this cannot prove", ""] + [f"- {_md(s)}" for s in plan.limits]
+    if lost is not None and len(lost):
+        out += ["", "## Lost conversations", "", _md_table(lost, LOST_COLUMNS)]
+    out += ["", "## Actions", "", _md_table(a, ["group_id", "group_name", "rule_id", "status", "action", "old", "new",
+                                                 "carried", "reason"])]
+    out += ["", "## Proposed rules", "", _md_table(plan.proposed_rules, PROPOSED_COLUMNS)]
+    return "\n".join(out) + "\n"
+
+
+def _md_table(df: pd.DataFrame, cols: list[str]) -> str:
+    if not len(df):
+        return "(none)"
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in df[cols].itertuples(index=False)]
+    return "\n".join(lines)
