@@ -209,3 +209,45 @@ def test_out_of_memory_is_a_clear_error(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "sgaudit: error:" in err and "--memory-limit" in err and "Traceback" not in err
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_logs"
+SAMPLE_ARGS = ["--flow-logs", str(SAMPLE / "flow-logs"), str(SAMPLE / "cloudwatch" / "app-eni.log"),
+               "--inventory", str(SAMPLE / "inventory"), "--no-progress"]
+
+
+@pytest.mark.parametrize("ext", [".md", ".csv", ".jsonl"])
+def test_findings_command_writes_findings(tmp_path, capsys, ext):
+    out = tmp_path / f"findings{ext}"
+    assert main(["findings", *SAMPLE_ARGS, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "findings    " in printed and "admin_port_open_to_world" in printed
+    text = out.read_text()
+    assert "sgr-0ebcdc0614747177d" in text and "EC2.14" in text
+    if ext == ".csv":
+        df = pd.read_csv(out)
+        assert {"severity", "kind", "sentence", "fix", "control"} <= set(df.columns)
+
+
+def test_plan_command_writes_plan_commands_terraform_and_an_empty_recheck(tmp_path, capsys):
+    out = tmp_path / "plan.md"
+    assert main(["plan", *SAMPLE_ARGS, "--out", str(out), "--rule-budget", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "re-check" in printed and ": 0 lost" in printed and "not proved" in printed
+    cli_text = (tmp_path / "plan.aws.sh").read_text()
+    first_authorize = cli_text.index("aws ec2 authorize-security-group-")
+    assert first_authorize < cli_text.index("aws ec2 revoke-security-group-")
+    assert "resource \"aws_vpc_security_group_ingress_rule\"" in (tmp_path / "plan.tf").read_text()
+    assert pd.read_csv(tmp_path / "plan.lost.csv").empty
+    proposed = pd.read_csv(tmp_path / "plan.proposed.csv")
+    assert proposed.groupby(["group_id", "is_egress"]).size().max() <= 10
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["findings", "--out", "f.xlsx"], "unknown output extension '.xlsx'"),
+    (["plan", "--out", "p.md", "--rule-budget", "0"], "--rule-budget 0: must be at least 1"),
+])
+def test_findings_and_plan_errors(tmp_path, capsys, argv, message):
+    argv = [argv[0], *SAMPLE_ARGS, *[str(tmp_path / a) if a.endswith((".xlsx", ".md")) else a for a in argv[1:]]]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 SAMPLE = ROOT / "sample_logs"
-NAMES = ["audit_report", "rule_usage", "port_heatmap", "investigate"]
+NAMES = ["audit_report", "rule_usage", "port_heatmap", "investigate", "findings"]
 PLOTLY = "application/vnd.plotly.v1+json"
 
 COMMON = {
@@ -30,6 +30,7 @@ OVERRIDES = {
     "port_heatmap": {"start": "2025-02-06T12:00:00Z", "end": "2025-02-06T14:00:00Z", "time_bucket": "10min",
                      "top_ports": 5},
     "investigate": {"interface_id": "", "peer": "203.0.113.0/24", "limit": 50},
+    "findings": {"group_ids": ["sg-0f92669b1becefdac"], "rule_budget": 3, "keep_attempted": True},
 }
 
 
@@ -87,7 +88,7 @@ def test_notebook_runs_under_papermill_with_overrides(executed):
     if name == "investigate":
         assert "203.0.113." in text and "sgr-" in text
         assert "eni-07a93e423b3ff6908" in text  # the bastion, where those peers connect
-    else:
+    elif name != "findings":
         assert PLOTLY in text
     if name == "rule_usage":
         assert "sg-0f92669b1becefdac" in text and "sg-0a5c66cbda00f555b" not in text  # the group filter held
@@ -96,6 +97,10 @@ def test_notebook_runs_under_papermill_with_overrides(executed):
         assert len(figures) == 4
         xs = {x for f in figures for t in f["data"] for x in (t.get("x") or [])}
         assert xs and min(xs) >= "2025-02-06T12:00" and max(xs) < "2025-02-06T14:00"
+    if name == "findings":
+        assert "sgr-proposed-" in text and "authorize-security-group-ingress" in text
+        assert "would cut (empty: none) \\u2014 0 rows" in text  # the proof held
+        assert "sg-0a5c66cbda00f555b" not in text.split("Findings, most severe first")[1].split("Per rule")[0]
     if name == "audit_report":
         for section in ("Window and coverage", "World-open rules", "Rejected scans", "Data quality"):
             assert any(section in c.source for c in nb.cells if c.cell_type == "markdown")

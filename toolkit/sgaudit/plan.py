@@ -899,3 +899,8 @@ def _md_table(df: pd.DataFrame, cols: list[str]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_md(v) for v in row) + " |" for row in df[cols].itertuples(index=False)]
     return "\n".join(lines)
+
+
+def limits_table(plan: Plan) -> pd.DataFrame:
+    """What the plan cannot prove, one sentence a row, for a table in a notebook or report."""
+    return pd.DataFrame({"not proved by the flow logs": plan.limits})

@@ -15,7 +15,7 @@ import html
 from collections.abc import Sequence
 
 import pandas as pd
-from IPython.display import HTML
+from IPython.display import HTML, Code
 
 from .errors import SgauditError
 
@@ -174,3 +174,8 @@ def offline_datatables() -> HTML:
     from itables.javascript import generate_init_offline_itables_html
 
     return HTML(generate_init_offline_itables_html(options.dt_bundle))
+
+
+def code(text: str, language: str = "sh") -> Code:
+    """A block of generated text (AWS CLI commands, Terraform) shown highlighted and escaped, never run."""
+    return Code(text, language=language)
