@@ -82,6 +82,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--list-parameters", action="store_true",
                    help="print the notebook's parameters, defaults and help, and exit")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    c = sub.add_parser(
+        "collect", help="take the inventory snapshot from AWS (read-only calls)",
+        description="Write the inventory snapshot folder (security groups, rules, interfaces, prefix lists and "
+                    "their entries, flow logs) with read-only EC2 calls, as the AWS CLI prints it. One region "
+                    "goes straight into --out; several regions or profiles into --out/<account-id>/<region>/. "
+                    "The IAM policy it needs is in docs/aws.md.",
+    )
+    c.add_argument("--profile", action="append", metavar="NAME",
+                   help="AWS profile (default: the environment's credentials); repeat for several accounts")
+    c.add_argument("--region", nargs="+", action="extend", metavar="R",
+                   help="regions to read, or 'all' for every enabled region (default: the profile's region)")
+    c.add_argument("--endpoint-url", metavar="URL", help="another AWS endpoint (a local test server)")
+    c.add_argument("--out", required=True, metavar="DIR", help="the snapshot folder")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -290,6 +305,30 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from . import collect
+
+    profiles = args.profile or [None]
+    # Several accounts share one --out only in the <account-id>/<region> layout.
+    tree = True if len(profiles) > 1 else None
+    for profile in profiles:
+        try:
+            session = boto3.Session(profile_name=profile)
+        except BotoCoreError as exc:
+            raise collect.CollectError(f"--profile {profile}: {exc}") from exc
+        folders = collect.snapshot(session, args.region, args.out, endpoint_url=args.endpoint_url,
+                                   progress=not args.no_progress and sys.stderr.isatty(), tree=tree)
+        for folder in folders:
+            n = collect.counts(folder)
+            print(f"wrote       {folder}: {n['SecurityGroups']} groups, {n['SecurityGroupRules']} rules, "
+                  f"{n['NetworkInterfaces']} interfaces, {n['PrefixLists']} prefix lists, "
+                  f"{n['FlowLogs']} flow logs")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 on an error sgaudit explains)."""
     args = _parser().parse_args(argv)
@@ -302,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             return _findings(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "collect":
+            return _collect(args)
     except SgauditError as exc:
         print(f"sgaudit: error: {exc}", file=sys.stderr)
         return 2
