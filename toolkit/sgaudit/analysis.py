@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from . import conversations, matching, records, reduction, sources, usage
+from . import conversations, matching, records, reduction, remote, sources, usage
 from . import timeline as timeline_
 from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table
 from .errors import WindowError
@@ -192,6 +192,11 @@ def analyze(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     progress: Callable[[int, int], None] | None = None,
     workdir: str | Path | None = None,
+    aws_session=None,
+    endpoint_url: str | None = None,
+    cache: bool | str | Path = True,
+    engine: str = "duckdb",
+    engine_options: dict | None = None,
 ) -> Analysis:
     """Tell, for every security group rule, whether flow logs show it used.
 
@@ -216,6 +221,22 @@ def analyze(
         Called as ``progress(files_done, files_total)`` while the files are read (a few times a second).
     workdir : path, optional
         Where the temporary database lives (default: the system's temporary folder).
+    aws_session : boto3.Session or str, optional
+        For ``s3://bucket/prefix`` and ``cloudwatch://log-group[?stream=NAME]`` entries of ``flow_logs``
+        (`sgaudit.remote`): the session, or the name of an AWS profile. Default: boto3's default chain.
+    endpoint_url : str, optional
+        Another AWS endpoint for those entries (a VPC endpoint, a local test server).
+    cache : bool or path
+        Keep downloaded S3 objects in ``~/.cache/sgaudit`` (True; ``$SGAUDIT_CACHE_DIR`` or
+        ``$XDG_CACHE_HOME`` move it) and skip those already there, keep them in this folder, or only in
+        the temporary folder for the length of the analysis (False).
+    engine : str
+        Where the reduction runs (`sgaudit.engines`): ``"duckdb"`` (here), ``"spark"`` (the files read
+        here, reduced by Spark; options ``master``, ``session``) or ``"athena"`` (an Athena table reduced
+        where it is; options ``database``, ``table``, ``workgroup``, ``output_location``, ``session``,
+        ``region``, ``endpoint_url``, ``create``). Everything after the reduction runs here.
+    engine_options : dict, optional
+        The engine's options.
 
     Returns
     -------
@@ -229,11 +250,21 @@ def analyze(
     fmt = parse_format(log_format) if log_format else None
     paths = [flow_logs] if isinstance(flow_logs, (str, Path)) else list(flow_logs)
     inventory_dir = None if isinstance(inventory, Inventory) else Path(inventory).resolve()
-    files = [sources.sniff(p, fmt) for p in sources.discover(paths)
-             # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
-             if inventory_dir is None or inventory_dir not in p.resolve().parents]
-
     tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
+    try:
+        # URIs (s3://, cloudwatch://) become local files first, then are read like any other; a
+        # CloudWatch flow log's own LogFormat applies to its files. Without the cache they live in tmpdir,
+        # which goes with the Analysis.
+        local, formats = remote.fetch_all(paths, lo, hi, log_format=log_format, aws_session=aws_session,
+                                          endpoint_url=endpoint_url, cache=cache,
+                                          scratch=os.path.join(tmpdir, "remote"), progress=progress is not None)
+        files = [sources.sniff(p, formats.get(p, fmt)) for p in sources.discover(local)
+                 # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
+                 if inventory_dir is None or inventory_dir not in p.resolve().parents]
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+
     # In memory, spilling to temp_directory past memory_limit: the tables are written once and read a
     # few times, so a database file would only add writes.
     con = duckdb.connect(":memory:")
@@ -244,7 +275,9 @@ def analyze(
         con.execute(f"SET threads = {int(threads)}")
     result = Analysis(inv, (None, None), files, con, [], tmpdir, (lo, hi),
                       call=dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
-                                memory_limit=memory_limit, workdir=workdir))
+                                memory_limit=memory_limit, workdir=workdir, aws_session=aws_session,
+                                endpoint_url=endpoint_url, cache=cache, engine=engine,
+                                engine_options=engine_options))
     try:
         _run(result, files, inv, lo, hi, progress)
     except BaseException:
@@ -263,7 +296,14 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
                  for f in files if f.kind == "empty"]
 
     con.execute(IPV4_MACRO)
-    statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
+    engine = result.call.get("engine", "duckdb")
+    if engine == "duckdb":
+        statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
+    else:
+        from . import engines  # only the engines' own users pay for importing sqlglot
+
+        statements = engines.reduce_with_engine(engine, con, files, Path(tmpdir), lo, hi,
+                                                result.call.get("engine_options"), progress)
     for path, line, text, reason in records.rejected_lines(con):
         problems.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
                          "detail": reason})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from . import __version__, report
 from .analysis import Analysis, analyze
 from .errors import SgauditError
 from .output import companion, output_kind, write_table
+from .remote import is_uri
 from .usage import STATUSES
 
 COMPANIONS = ("unexplained", "rejected", "quality", "coverage", "problems")
@@ -82,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--list-parameters", action="store_true",
                    help="print the notebook's parameters, defaults and help, and exit")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--profile", metavar="NAME",
+                   help="AWS profile the notebook reads s3:// or cloudwatch:// flow logs with (AWS_PROFILE)")
+    r.add_argument("--endpoint-url", metavar="URL",
+                   help="another endpoint for the AWS APIs, e.g. a local test server (AWS_ENDPOINT_URL)")
 
     c = sub.add_parser(
         "collect", help="take the inventory snapshot from AWS (read-only calls)",
@@ -102,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _source_arguments(p: argparse.ArgumentParser) -> None:
     """The flags every analysing command shares: what to read and how."""
-    p.add_argument("--flow-logs", nargs="+", required=True, metavar="PATH",
+    p.add_argument("--flow-logs", nargs="+", default=[], metavar="PATH",
                    help="flow-log files or folders (S3 key layout, plain or Hive-style), text/gzip/Parquet/"
                         "CloudWatch JSON; several layouts may be mixed")
     p.add_argument("--inventory", required=True, metavar="DIR",
@@ -116,6 +122,22 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="DuckDB memory ceiling before spilling to disk (default 1GB)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    aws = p.add_argument_group("flow logs in AWS (s3://bucket/prefix, cloudwatch://log-group[?stream=NAME])")
+    aws.add_argument("--profile", metavar="NAME", help="AWS profile to read S3 or CloudWatch Logs with")
+    aws.add_argument("--endpoint-url", metavar="URL", help="another endpoint for the AWS APIs (a local test server)")
+    aws.add_argument("--no-cache", action="store_true",
+                     help="do not keep downloaded S3 objects (default: ~/.cache/sgaudit, or $SGAUDIT_CACHE_DIR)")
+    aws.add_argument("--cache-dir", metavar="DIR", help="where downloaded S3 objects are kept")
+    eng = p.add_argument_group("where the heavy step runs (the same reduction SQL on every engine)")
+    eng.add_argument("--engine", choices=["duckdb", "athena", "spark"], default="duckdb",
+                     help="duckdb: here (default); athena: where the flow logs are, only the reduced rows come "
+                          "back (no --flow-logs needed); spark: a Spark session (EMR, Glue, Databricks, local)")
+    eng.add_argument("--athena-database", metavar="NAME", help="Athena/Glue database of the flow-log table")
+    eng.add_argument("--athena-table", metavar="NAME", help="the flow-log table (see docs/aws.md for its DDL)")
+    eng.add_argument("--athena-workgroup", metavar="NAME", help="Athena workgroup")
+    eng.add_argument("--athena-output", metavar="S3URI", help="s3:// location for Athena's query results")
+    eng.add_argument("--athena-region", metavar="REGION", help="region of the Athena table")
+    eng.add_argument("--spark-master", metavar="URL", help="Spark master (default local[*])")
 
 
 class _FilesBar:
@@ -178,6 +200,16 @@ def _analyze(args: argparse.Namespace) -> Analysis:
     bar = None if args.no_progress else _FilesBar()
     kwargs = {"memory_limit": args.memory_limit} if args.memory_limit else {}
     try:
+        if args.engine != "duckdb":
+            options = ({"database": args.athena_database, "table": args.athena_table,
+                        "workgroup": args.athena_workgroup, "output_location": args.athena_output,
+                        "region": args.athena_region, "endpoint_url": args.endpoint_url}
+                       if args.engine == "athena" else {"master": args.spark_master})
+            kwargs.update(engine=args.engine, engine_options={k: v for k, v in options.items() if v})
+        if any(is_uri(p) for p in args.flow_logs):
+            # Only flow logs that live in AWS need a session, and only then is boto3 imported.
+            kwargs.update(aws_session=args.profile, endpoint_url=args.endpoint_url,
+                          cache=False if args.no_cache else (args.cache_dir or True))
         return analyze(args.flow_logs, args.inventory, start=args.start, end=args.end, log_format=args.log_format,
                        threads=args.threads, progress=bar.update if bar else None, **kwargs)
     finally:
@@ -300,7 +332,18 @@ def _report(args: argparse.Namespace) -> int:
         return _list_parameters(args.notebook)
     parameters = report_parameters(args)
     out = args.out or f"out/{report.notebook_path(args.notebook).stem}.html"
-    files = report.run(args.notebook, out, parameters, kernel_name=args.kernel, progress=not args.no_progress)
+    # The notebook's kernel is another process: it inherits the environment, where boto3 looks for these.
+    aws_env = {k: v for k, v in (("AWS_PROFILE", args.profile), ("AWS_ENDPOINT_URL", args.endpoint_url)) if v}
+    saved = {k: os.environ.get(k) for k in aws_env}
+    os.environ.update(aws_env)
+    try:
+        files = report.run(args.notebook, out, parameters, kernel_name=args.kernel, progress=not args.no_progress)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     print(f"wrote       {files.html} ({files.size / 1e6:.1f} MB)\n            {files.notebook}")
     return 0
 
@@ -331,7 +374,12 @@ def _collect(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 on an error sgaudit explains)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "engine", None) not in (None, "athena") and not args.flow_logs:
+        # Required unless Athena reads the flow logs where they are: argparse's own error, with the usage.
+        parser.error(f"{args.command}: --flow-logs is required (files, folders, s3:// or cloudwatch:// URIs); "
+                     "only --engine athena reads them where they are, from --athena-table")
     try:
         if args.command == "usage":
             return _usage(args)
