@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
+import sgaudit
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
@@ -46,9 +50,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SGAUDIT_CODE = str(Path(sgaudit.__file__).resolve().parent)
+
+
+def _called_by_sgaudit() -> bool:
+    """True when a frame of sgaudit's own code (not a test's) is on the stack of this AWS call."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(SGAUDIT_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextmanager
+def policy_guard():
+    """Every AWS operation sgaudit's code sends must be an action of docs/aws.md's IAM policy.
+
+    botocore's one funnel for API calls (``BaseClient._make_api_call``, which paginators use too) is
+    wrapped for the test session: a call from sgaudit's code outside `collect.ALLOWED_ACTIONS` fails the
+    test that made it. Calls the tests make themselves (setting up the account) are not checked.
+    """
+    from botocore.client import BaseClient
+    from sgaudit import collect
+
+    original = BaseClient._make_api_call
+
+    def guarded(self, operation_name, api_params):
+        if _called_by_sgaudit():
+            action = collect.iam_action(self.meta.service_model.signing_name, operation_name)
+            if action not in collect.ALLOWED_ACTIONS:
+                raise AssertionError(f"sgaudit called {action} ({operation_name}), which the IAM policy of "
+                                     "docs/aws.md does not allow")
+            CALLED.add(action)
+        return original(self, operation_name, api_params)
+
+    BaseClient._make_api_call = guarded
+    try:
+        yield
+    finally:
+        BaseClient._make_api_call = original
+
+
+#: The IAM actions sgaudit's code called during the test session (all of them allowed).
+CALLED: set[str] = set()
+
+
 @pytest.fixture(scope="session")
 def moto_server():
-    """moto's ThreadedMotoServer on a free loopback port for the whole session, fake credentials set."""
+    """moto's ThreadedMotoServer on a free loopback port for the whole session, fake credentials set,
+    and every AWS call of sgaudit's code checked against the IAM policy (`policy_guard`)."""
     from moto.server import ThreadedMotoServer
 
     saved = {k: os.environ.get(k) for k in FAKE_CREDENTIALS}
@@ -57,7 +108,8 @@ def moto_server():
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
-        yield MotoServer(url=f"http://127.0.0.1:{port}")
+        with policy_guard():
+            yield MotoServer(url=f"http://127.0.0.1:{port}")
     finally:
         server.stop()
         for k, v in saved.items():

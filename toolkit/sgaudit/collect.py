@@ -52,6 +52,7 @@ READ_ONLY_ACTIONS: tuple[str, ...] = (
     "athena:StartQueryExecution",
     "athena:GetQueryExecution",
     "athena:GetQueryResults",
+    "athena:StopQueryExecution",  # only sgaudit's own query, when it runs past its timeout
     "glue:GetDatabase",
     "glue:GetTable",
     "glue:GetPartitions",
