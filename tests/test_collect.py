@@ -233,12 +233,14 @@ def test_cli_collect_error_exits_2(aws, tmp_path, capsys):
     assert "no-such-profile-sgaudit" in capsys.readouterr().err
 
 
-def test_docs_policy_is_the_code_policy():
+def test_docs_policy_is_the_code_policy_and_only_reads():
     text = (ROOT / "docs" / "aws.md").read_text()
-    block = re.search(r"```json\n(.*?)```", text, re.S).group(1)
-    assert json.loads(block) == collect.iam_policy()
-    listed = [a for s in json.loads(block)["Statement"] for a in s["Action"]]
-    assert sorted(listed) == sorted(collect.ALLOWED_ACTIONS)
+    read_only, athena = (json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S))
+    assert read_only == collect.iam_policy() and athena == collect.athena_policy()
+    listed = [a for s in read_only["Statement"] for a in s["Action"]]
+    assert listed and all(re.match(r"\w+:(Describe|Get|List|FilterLogEvents)", a) for a in listed), listed
+    every = listed + [a for s in athena["Statement"] for a in s["Action"]]
+    assert sorted(every) == sorted(collect.ALLOWED_ACTIONS)
 
 
 WRITE_PREFIXES = ("create_", "delete_", "put_", "modify_", "authorize_", "revoke_")

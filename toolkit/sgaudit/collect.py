@@ -15,8 +15,8 @@ prints it (4-space JSON, timestamps in ISO 8601), so a snapshot taken by hand an
 interchangeable. One region is written straight into the output folder; several regions (or accounts) into
 ``<account-id>/<region>/`` subfolders, which `sgaudit.inventory.load` reads as one snapshot.
 
-`ALLOWED_ACTIONS` is the complete list of IAM actions sgaudit may call; `iam_policy` turns it into the
-policy documented in ``docs/aws.md``.
+`ALLOWED_ACTIONS` is the complete list of IAM actions sgaudit may call: `iam_policy` (reads only, all
+sgaudit needs) and `athena_policy` (what ``--engine athena`` adds) are the policies of ``docs/aws.md``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any
 
 from .errors import SgauditError
 
-#: The IAM actions sgaudit may call that only read. ``collect`` uses the EC2 and STS ones; reading flow
-#: logs from S3 and CloudWatch Logs and querying them with Athena use the others.
+#: The IAM actions sgaudit calls, all of them reads: the inventory snapshot (``collect``) and flow logs
+#: read from S3 and CloudWatch Logs. This is the whole policy unless the heavy step runs on Athena.
 READ_ONLY_ACTIONS: tuple[str, ...] = (
     # the inventory snapshot (sgaudit collect)
     "ec2:DescribeSecurityGroupRules",
@@ -44,11 +44,15 @@ READ_ONLY_ACTIONS: tuple[str, ...] = (
     # flow logs delivered to S3
     "s3:ListBucket",
     "s3:GetObject",
-    "s3:GetBucketLocation",
     # flow logs delivered to CloudWatch Logs
     "logs:FilterLogEvents",
     "logs:DescribeLogStreams",
-    # Athena over the S3 flow logs: the query API, and the Glue Data Catalog Athena reads the table from
+)
+
+#: What ``--engine athena`` adds, in a policy statement of its own: Athena's query API (starting and
+#: stopping a query is what IAM calls a write, though it changes no resource of the account), the Glue
+#: Data Catalog Athena reads the table from, and the S3 bucket of the query results.
+ATHENA_ACTIONS: tuple[str, ...] = (
     "athena:StartQueryExecution",
     "athena:GetQueryExecution",
     "athena:GetQueryResults",
@@ -56,19 +60,20 @@ READ_ONLY_ACTIONS: tuple[str, ...] = (
     "glue:GetDatabase",
     "glue:GetTable",
     "glue:GetPartitions",
+    "s3:GetBucketLocation",
 )
 
-#: The only actions that write, each scoped in the policy to what sgaudit's Athena queries need: Athena
-#: writes every query's result to S3 (the workgroup's results location) under the caller's identity, and
-#: defining the flow-log table is a ``CREATE EXTERNAL TABLE`` that Athena turns into ``glue:CreateTable``
-#: (metadata only: the flow-log objects are never written).
+#: The only actions that write, each scoped to what sgaudit's Athena queries need: Athena writes every
+#: query's result to S3 (the workgroup's results location) under the caller's identity, and defining the
+#: flow-log table is a ``CREATE EXTERNAL TABLE`` that Athena turns into ``glue:CreateTable`` (metadata
+#: only: the flow-log objects are never written). Neither is needed without ``--engine athena``.
 WRITE_ACTIONS: dict[str, str] = {
     "s3:PutObject": "arn:aws:s3:::ATHENA-RESULTS-BUCKET/sgaudit/*",
     "glue:CreateTable": "arn:aws:glue:*:*:table/sgaudit/*",
 }
 
 #: Every IAM action sgaudit may call.
-ALLOWED_ACTIONS: tuple[str, ...] = READ_ONLY_ACTIONS + tuple(WRITE_ACTIONS)
+ALLOWED_ACTIONS: tuple[str, ...] = READ_ONLY_ACTIONS + ATHENA_ACTIONS + tuple(WRITE_ACTIONS)
 
 # The Glue catalog and database a table lives in must be named in the resource of glue:CreateTable too.
 _GLUE_CREATE_RESOURCES = ("arn:aws:glue:*:*:catalog", "arn:aws:glue:*:*:database/sgaudit",
@@ -130,17 +135,23 @@ def iam_action(service: str, operation: str) -> str:
 
 
 def iam_policy() -> dict:
-    """The IAM policy that allows exactly `ALLOWED_ACTIONS`, the writes scoped as `WRITE_ACTIONS` says.
+    """The IAM policy sgaudit needs: exactly `READ_ONLY_ACTIONS`, all reads.
 
     Returns
     -------
     dict
         The policy document (``Version`` and ``Statement``), as ``docs/aws.md`` shows it.
     """
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "SgauditReadOnly", "Effect": "Allow", "Action": list(READ_ONLY_ACTIONS), "Resource": "*"}]}
+
+
+def athena_policy() -> dict:
+    """What ``--engine athena`` adds: `ATHENA_ACTIONS`, and the two writes scoped as `WRITE_ACTIONS` says."""
     return {
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "SgauditReadOnly", "Effect": "Allow", "Action": list(READ_ONLY_ACTIONS), "Resource": "*"},
+            {"Sid": "SgauditAthenaQueries", "Effect": "Allow", "Action": list(ATHENA_ACTIONS), "Resource": "*"},
             {"Sid": "SgauditAthenaResults", "Effect": "Allow", "Action": ["s3:PutObject"],
              "Resource": [WRITE_ACTIONS["s3:PutObject"]]},
             {"Sid": "SgauditAthenaTable", "Effect": "Allow", "Action": ["glue:CreateTable"],
