@@ -162,7 +162,7 @@ class _Context:
         lo, hi = analysis.window
         return cls(
             rules=df,
-            window=_duration(hi - lo) if lo is not None and hi is not None else "",
+            window=summaries.duration(hi - lo) if lo is not None and hi is not None else "",
             group_ifaces=inv.interface_groups.groupby("group_id")["interface_id"].apply(sorted).to_dict(),
             observed=set(analysis.observed),
             iface_groups=inv.interface_groups.groupby("interface_id")["group_id"].apply(sorted).to_dict(),
@@ -205,18 +205,6 @@ def _port_count(protocol: int, from_port: int, to_port: int) -> int:
     if protocol in (6, 17):
         return max(1, to_port - from_port + 1)
     return 1
-
-
-def _duration(td: pd.Timedelta) -> str:
-    """A window length for a sentence: ``4 h 59 min``, ``2 d 3 h``, ``45 s``."""
-    secs = int(td.total_seconds())
-    if secs < 60:
-        return f"{secs} s"
-    days, rest = divmod(secs, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
-    return " ".join(parts[:2])  # two units say enough: "2 d 3 h", not "2 d 3 h 4 min"
 
 
 # --- phrases -------------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ PREFIX_ENTRIES_DIR = "prefix-list-entries"
 
 #: IpProtocol names the API uses, to IANA numbers; ``-1`` is every protocol.
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "-1": -1, "all": -1}
+#: Protocol number → the name the EC2 API uses for it (the protocols rules may name).
+PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items() if number >= 0}
 
 
 def protocol_number(value: str | int) -> int:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError
-from .inventory import protocol_number
+from .inventory import PROTOCOL_NAMES, protocol_number
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -54,7 +54,6 @@ KEPT_EVIDENCE = ("established", "inferred")
 #: Peers that mean "the whole internet".
 WORLD = {"0.0.0.0/0", "::/0"}
 #: IpProtocol names of the protocols the API names; others are written as numbers.
-PROTOCOL_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 #: Problems of the inventory that leave a rule's peers unknown: such a rule is never judged.
 UNRESOLVED = ("referenced_group_unresolved", "prefix_list_entries_missing")
 
@@ -607,6 +606,7 @@ def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: di
 
 
 def _duration(td: pd.Timedelta) -> str:
+    """Every unit spelt out, down to the second: the plan's first limit says exactly what was seen."""
     seconds = int(td.total_seconds())
     parts = [(seconds // 86400, "day"), (seconds // 3600 % 24, "hour"), (seconds // 60 % 60, "minute"),
              (seconds % 60, "second")]

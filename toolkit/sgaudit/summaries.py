@@ -210,7 +210,7 @@ def overview(analysis: Analysis) -> pd.DataFrame:
     rows = [
         ("window start (UTC)", _iso(lo)),
         ("window end (UTC)", _iso(hi)),
-        ("window length", str(hi - lo) if lo is not None and hi is not None else "no records"),
+        ("window length", duration(hi - lo) if lo is not None and hi is not None else "no records"),
         ("flow-log files read", f"{len(analysis.files):,}"),
         ("records read", f"{int(q.get('total', 0)):,}"),
         ("records in conversations", f"{int(q.get('conversation', 0)):,}"),
@@ -225,6 +225,18 @@ def overview(analysis: Analysis) -> pd.DataFrame:
         ("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"),
     ]
     return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def duration(td: pd.Timedelta) -> str:
+    """A window length for a sentence: ``4 h 59 min``, ``2 d 3 h``, ``45 s``."""
+    secs = int(td.total_seconds())
+    if secs < 60:
+        return f"{secs} s"
+    days, rest = divmod(secs, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
+    return " ".join(parts[:2])  # two units say enough: "2 d 3 h", not "2 d 3 h 4 min"
 
 
 def _iso(ts: pd.Timestamp | None) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError
+from .inventory import PROTOCOL_NAMES
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 NICE_BUCKETS = ["1min", "5min", "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D", "7D", "30D"]
 MAX_BUCKETS = 72
 
-PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
 
 @dataclass
