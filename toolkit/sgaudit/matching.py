@@ -138,4 +138,9 @@ CREATE OR REPLACE VIEW conversation_rules AS
 SELECT m.conversation_id, m.rule_id
 FROM candidates m JOIN classified c USING (conversation_id)
 WHERE m.is_egress = (c.direction = 'outbound')
+;
+-- The same as one line per conversation, its rule IDs space-separated in order: what the tables show.
+CREATE OR REPLACE VIEW conversation_rule_list AS
+SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
+FROM conversation_rules GROUP BY conversation_id
 """

@@ -720,8 +720,7 @@ def verify(analysis: Analysis, plan: Plan) -> pd.DataFrame:
         SELECT c.interface_id, c.direction, c.protocol, c.local_port, c.peer_addr AS peer, c.peer_port, c.port,
                c.evidence, r.rules AS rules_before
         FROM classified c
-        JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
-              FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+        JOIN conversation_rule_list r USING (conversation_id)
         WHERE c.accepted AND c.evidence IN ({kept})
     """).df()
     again = analysis.reanalyze(plan.inventory)
@@ -732,8 +731,7 @@ def verify(analysis: Analysis, plan: Plan) -> pd.DataFrame:
                 SELECT c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.direction, c.n_rules,
                        coalesce(r.rules, '') AS rules
                 FROM classified c
-                LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
-                           FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+                LEFT JOIN conversation_rule_list r USING (conversation_id)
                 WHERE c.accepted
             )
             SELECT b.*, coalesce(a.rules, '') AS rules_after,

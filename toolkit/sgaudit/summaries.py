@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError
-from .usage import STATUSES, ms_to_utc
+from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -117,7 +117,7 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
     rel = analysis.con.sql(f"""
         WITH x AS (
             SELECT cr.rule_id, r.group_id, c.peer_addr AS peer, c.port, count(*) AS connections,
-                   max(CASE c.evidence WHEN 'established' THEN 3 WHEN 'inferred' THEN 2 ELSE 1 END) AS rank,
+                   max({evidence_rank_sql("c.evidence")}) AS rank,
                    sum(c.bytes)::BIGINT AS bytes, sum(c.packets)::BIGINT AS packets,
                    min(c.first_ms) AS first_ms, max(c.last_ms) AS last_ms
             FROM conversation_rules cr JOIN classified c USING (conversation_id) JOIN rules r USING (rule_id)
@@ -132,7 +132,7 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
     """, params={"rule": rule_id} if rule_id is not None else None)
     df = rel.df()
     total = int(df["total"].iloc[0]) if len(df) else 0
-    df["evidence"] = df.pop("rank").map({3: "established", 2: "inferred", 1: "attempted"})
+    df["evidence"] = df.pop("rank").map(EVIDENCE_BY_RANK)
     df["port"] = df["port"].astype("Int64")
     df["first_seen"] = ms_to_utc(df.pop("first_ms"))
     df["last_seen"] = ms_to_utc(df.pop("last_ms"))
@@ -171,8 +171,7 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
                greatest(c.last_ms, c.rej_last_ms) AS last_ms,
                coalesce(r.rules, '') AS rules, count(*) OVER () AS total
         FROM classified c
-        LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
-                   FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+        LEFT JOIN conversation_rule_list r USING (conversation_id)
         WHERE {' AND '.join(clauses)}
         ORDER BY accepted DESC, bytes DESC, interface_id, peer, port
         LIMIT {int(limit)}

@@ -22,12 +22,22 @@ USAGE_COLUMNS = [
 ]
 
 
+#: Evidence as a number, strongest highest: the best evidence of a group of conversations is the max.
+EVIDENCE_RANK = {"established": 3, "inferred": 2, "attempted": 1}
+EVIDENCE_BY_RANK = {rank: name for name, rank in EVIDENCE_RANK.items()}
+
+
+def evidence_rank_sql(column: str) -> str:
+    """SQL for the `EVIDENCE_RANK` of an evidence column (NULL for none)."""
+    return f"CASE {column} " + " ".join(f"WHEN '{e}' THEN {r}" for e, r in EVIDENCE_RANK.items()) + " END"
+
+
 # Each (conversation, rule) candidate appears once, so counting rows counts conversations. Distinct
 # peers and ports are counted by grouping first: a per-rule DISTINCT over millions of peers is slower.
-RULE_STATS_SQL = """
+RULE_STATS_SQL = f"""
 WITH cr AS (
     SELECT m.rule_id, c.family, c.peer_num, c.port, c.first_ms, c.last_ms, c.bytes, c.packets,
-           CASE c.evidence WHEN 'established' THEN 3 WHEN 'inferred' THEN 2 WHEN 'attempted' THEN 1 END AS rank,
+           {evidence_rank_sql("c.evidence")} AS rank,
            CASE WHEN c.n_rules = 1 THEN 1 ELSE 0 END AS sole
     FROM candidates m JOIN classified c USING (conversation_id)
     WHERE c.accepted AND m.is_egress = (c.direction = 'outbound')
@@ -85,7 +95,6 @@ def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[st
     df = rules.merge(stats, on="rule_id", how="left")
 
     attached = inv.interface_groups.groupby("group_id")["interface_id"].apply(set).to_dict()
-    best_name = {3: "established", 2: "inferred", 1: "attempted"}  # the ranks RULE_STATS_SQL gives
 
     def status(row) -> str:
         ifaces = attached.get(row.group_id, set())
@@ -98,7 +107,7 @@ def usage_table(con: duckdb.DuckDBPyConnection, inv: Inventory, observed: set[st
         return "unused" if ifaces & observed else "unobserved"
 
     df["status"] = [status(r) for r in df.itertuples(index=False)]
-    df["evidence"] = [best_name.get(b, "") if pd.notna(b) else "" for b in df["best"]]
+    df["evidence"] = [EVIDENCE_BY_RANK.get(b, "") if pd.notna(b) else "" for b in df["best"]]
     df["direction"] = df["is_egress"].map({True: "egress", False: "ingress"})
     df["protocol"] = df["ip_protocol"]
     for col in ("connections", "exclusive", "peers", "bytes", "packets"):
@@ -131,8 +140,7 @@ def _times(df: pd.DataFrame, first: str = "first_ms", last: str = "last_ms") -> 
 CONVERSATIONS_SQL = f"""
 SELECT {_CONVERSATION_COLUMNS}, coalesce(r.rules, '') AS rules, c.n_rules AS rule_count
 FROM classified c
-LEFT JOIN (SELECT conversation_id, string_agg(rule_id, ' ' ORDER BY rule_id) AS rules
-           FROM conversation_rules GROUP BY conversation_id) r USING (conversation_id)
+LEFT JOIN conversation_rule_list r USING (conversation_id)
 WHERE c.accepted ORDER BY c.interface_id, c.conversation_id
 """
 
