@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import __version__, report
+from . import __version__
 from .analysis import Analysis, analyze
 from .errors import SgauditError
 from .output import companion, output_kind, write_table
@@ -305,6 +305,7 @@ REPORT_FLAGS = ("flow_logs", "inventory", "start", "end", "log_format", "time_bu
 
 def report_parameters(args: argparse.Namespace) -> dict:
     """The notebook parameters of ``sgaudit report``: the YAML file, then ``-p``, then the named flags."""
+    from . import report  # nbformat and its schema take ~1 s to import: not at every start of sgaudit
     parameters = report.read_parameters_file(args.parameters) if args.parameters else {}
     parameters.update({name: report.parse_parameter_value(value) for name, value in args.parameter})
     parameters.update({name: getattr(args, name) for name in REPORT_FLAGS if getattr(args, name) is not None})
@@ -312,6 +313,7 @@ def report_parameters(args: argparse.Namespace) -> dict:
 
 
 def _list_parameters(notebook: str) -> int:
+    from . import report  # nbformat and its schema take ~1 s to import: not at every start of sgaudit
     path = report.notebook_path(notebook)
     declared = report.notebook_parameters(path)
     if not declared:
@@ -328,6 +330,7 @@ def _list_parameters(notebook: str) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from . import report  # nbformat and its schema take ~1 s to import: not at every start of sgaudit
     if args.list_parameters:
         return _list_parameters(args.notebook)
     parameters = report_parameters(args)
