@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import venv
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -271,6 +275,35 @@ def test_out_must_be_html(tmp_path):
 
 def test_shipped_notebooks_live_in_the_repository_notebooks_folder():
     assert report.NOTEBOOKS_DIR == ROOT / "notebooks"
+    assert sorted(p.stem for p in report.NOTEBOOKS_DIR.glob("*.ipynb")) == sorted(report.SHIPPED_NOTEBOOKS)
+
+
+def test_a_wheel_carries_the_notebooks_and_sgaudit_finds_them_there(tmp_path):
+    """Installed from a wheel (no clone beside it), sgaudit report runs the notebooks the wheel installed."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = wheels.glob("sgaudit-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        carried = {Path(n).name for n in zf.namelist() if "/data/share/sgaudit/notebooks/" in n}
+    assert carried == {f"{n}.ipynb" for n in report.SHIPPED_NOTEBOOKS}
+
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                    str(wheel)], check=True, capture_output=True)
+    # sgaudit's dependencies come from this environment, sgaudit itself from the wheel: this environment's
+    # site-packages on PYTHONPATH hold no sgaudit package (it is installed editable, through a path hook
+    # that PYTHONPATH does not run).
+    deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "nbformat").is_dir())
+    probe = ("import sgaudit.report as r; print(r.__file__); print(r.NOTEBOOKS_DIR); "
+             "print(r.notebook_path('audit_report'))")
+    out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(deps)}).stdout.splitlines()
+    assert Path(out[0]).is_relative_to(env_dir)
+    assert Path(out[1]) == env_dir / "share" / "sgaudit" / "notebooks"
+    assert Path(out[2]).read_bytes() == (ROOT / "notebooks" / "audit_report.ipynb").read_bytes()
 
 
 def test_notebook_names_and_paths(tmp_path, monkeypatch):
@@ -283,7 +316,7 @@ def test_notebook_names_and_paths(tmp_path, monkeypatch):
     with pytest.raises(report.ReportError) as caught:
         report.notebook_path("audit_reprot")
     assert "closest match: audit_report" in str(caught.value)
-    assert "audit_report, investigate, port_heatmap, rule_usage" in str(caught.value)
+    assert "audit_report, findings, investigate, port_heatmap, rule_usage" in str(caught.value)
     with pytest.raises(report.ReportError, match="no such file"):
         report.notebook_path(tmp_path / "nowhere.ipynb")
 

@@ -19,6 +19,7 @@ import difflib
 import html.parser
 import os
 import re
+import site
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,9 +32,29 @@ import yaml
 from .errors import SgauditError
 
 #: The notebooks shipped in the repository's ``notebooks/`` folder, by the name ``--notebook`` takes.
-SHIPPED_NOTEBOOKS = ("audit_report", "rule_usage", "port_heatmap", "investigate")
-#: Where they are: sgaudit is installed editable from a clone, toolkit/sgaudit → ../../notebooks.
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+SHIPPED_NOTEBOOKS = ("audit_report", "findings", "investigate", "port_heatmap", "rule_usage")
+#: Where a wheel puts them: pyproject's ``data-files``, under the environment's prefix.
+INSTALLED_NOTEBOOKS = Path("share") / "sgaudit" / "notebooks"
+
+
+def _notebooks_dir() -> Path:
+    """The folder the shipped notebooks are read from.
+
+    Installed editable from a clone (the README's way), they are the clone's own ``notebooks/``
+    (toolkit/sgaudit → ../../notebooks), so that an edited notebook is the one that runs. Installed from a
+    wheel, they are ``<prefix>/share/sgaudit/notebooks``.
+    """
+    clone = Path(__file__).resolve().parents[2] / "notebooks"
+    if clone.is_dir():
+        return clone
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, site.getuserbase())):
+        installed = Path(prefix) / INSTALLED_NOTEBOOKS
+        if installed.is_dir():
+            return installed
+    return clone
+
+
+NOTEBOOKS_DIR = _notebooks_dir()
 #: Parameters that name files or folders: made absolute before the notebook runs in its own folder.
 PATH_PARAMETERS = ("flow_logs", "inventory")
 
@@ -114,7 +135,8 @@ def notebook_path(name: str | os.PathLike) -> Path:
     Parameters
     ----------
     name : str or path-like
-        ``audit_report``, ``rule_usage``, ``port_heatmap``, ``investigate``, or a path to a notebook.
+        ``audit_report``, ``findings``, ``investigate``, ``port_heatmap``, ``rule_usage``, or a path to a
+        notebook.
 
     Returns
     -------
@@ -142,8 +164,9 @@ def notebook_path(name: str | os.PathLike) -> Path:
                           "or give the path of an .ipynb file")
     path = NOTEBOOKS_DIR / f"{text}.ipynb"
     if not path.is_file():
-        raise ReportError(f"the shipped notebook {text!r} is missing: {path} does not exist (sgaudit's notebooks "
-                          "are read from the clone it is installed from, with pip install -e .)")
+        raise ReportError(f"the shipped notebook {text!r} is missing: {path} does not exist (sgaudit reads its "
+                          "notebooks from the clone it is installed from with pip install -e ., or from "
+                          f"<prefix>/{INSTALLED_NOTEBOOKS.as_posix()} when installed from a wheel)")
     return path
 
 
