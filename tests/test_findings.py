@@ -386,6 +386,27 @@ def test_rejected_scan(tmp_path, port, severity):
     assert "security group, a network ACL or a late packet" in f["sentence"]
 
 
+def test_rejected_scan_groups_the_ports_of_one_interface(tmp_path):
+    # One peer tries 7 ordinary ports and 2 EC2.19 ports, two more peers one ordinary port each: one info
+    # finding for the ordinary ports (distinct peers over all of them: 3, where no port saw more than 2) and
+    # one low finding for 22 and 3389.
+    ordinary = [8443, 27017, 6379, 9000, 9001, 9002, 9003]
+    recs = [rec(ENI, "198.51.100.1", IP, 40000 + i, port, flags=2, direction="ingress", action="REJECT")
+            for i, port in enumerate(ordinary + [22, 3389])]
+    recs += [rec(ENI, peer, IP, 41000 + i, port, flags=2, direction="ingress", action="REJECT")
+             for i, (peer, port) in enumerate([("198.51.100.2", 8443), ("198.51.100.2", 8443),
+                                               ("198.51.100.3", 27017)])]
+    df = find(tmp_path, web(("sgr-in", "tcp", 443, {"cidr": "10.0.0.0/8"})), recs)
+    scans = df[df["kind"] == "rejected_scan"].set_index("severity")
+    assert sorted(scans.index) == ["info", "low"]
+    info, low = scans.loc["info"], scans.loc["low"]
+    assert info["exposure"] == 10 and info["title"] == "rejected inbound attempts at 7 ports"
+    assert ("rejected 10 inbound attempts at 7 ports (TCP 8443 (3), TCP 27017 (2), TCP 6379 (1), TCP 9000 (1), "
+            "TCP 9001 (1) and 2 more ports) from 3 addresses") in info["sentence"]
+    assert "ports TCP 8443, TCP 27017, TCP 6379, TCP 9000, TCP 9001, TCP 9002, TCP 9003;" in info["evidence"]
+    assert low["exposure"] == 2 and "at 2 ports (TCP 22 (1), TCP 3389 (1)) from 1 address " in low["sentence"]
+
+
 def test_rejected_reply_of_an_accepted_connection_points_at_the_network_acl(tmp_path):
     syn, synack = handshake(ENI, "10.1.0.7", IP, 40000, 443)
     synack["action"] = "REJECT"

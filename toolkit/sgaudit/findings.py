@@ -51,7 +51,7 @@ KINDS = {
     "default_group_in_use": "a VPC default security group is attached to network interfaces",
     "default_group_has_rules": "a VPC default security group has rules (it should allow nothing)",
     "unexplained_traffic": "an interface accepted conversations that no rule of the snapshot allows",
-    "rejected_scan": "REJECT records at an interface, per direction, protocol and port",
+    "rejected_scan": "REJECT records at an interface, per direction, over its ports (EC2.19 ports apart)",
 }
 
 #: The columns of `findings`, in order.
@@ -115,7 +115,7 @@ def findings(analysis: Analysis) -> pd.DataFrame:
     rows += _redundant(ctx, analysis, {f["rule_id"] for f in shadowed})
     rows += _groups(ctx)
     rows += _unexplained(ctx, analysis.unexplained)
-    rows += _rejected(ctx, analysis.rejected)
+    rows += _rejected(ctx, analysis, analysis.rejected)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in COLUMNS:
         if col not in ("exposure", "observed_use"):
@@ -638,31 +638,83 @@ def _unexplained(ctx: _Context, df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def _rejected(ctx: _Context, df: pd.DataFrame) -> list[dict]:
+#: The ports a grouped ``rejected_scan`` finding names, busiest first; the rest are counted.
+REJECTED_PORTS_NAMED = 5
+
+
+def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]:
+    """One finding per interface, direction, likely cause and EC2.19 risk, over the rejected table's rows.
+
+    A scan touches hundreds of ports: one finding per port (the rejected table's grain) buried the other
+    findings under thousands of lines. The rows are grouped instead, keeping apart what calls for a
+    different reading: the EC2.19 ports (low, not info), and rows whose conversations also had accepted
+    packets (a network ACL or a late packet is likelier than the security group).
+    """
+    if df.empty:
+        return []
+    df = df.copy()
+    df["risky"] = [d == "inbound" and pd.notna(p) and int(p) in HIGH_RISK_PORTS and int(pr) in (6, 17)
+                   for d, p, pr in zip(df["direction"], df["port"], df["protocol"], strict=True)]
+    df["nacl"] = df["likely_cause"].str.startswith("network ACL")
+    peers = _rejected_peers(analysis)
     out = []
-    for r in df.itertuples(index=False):
-        gid, gname, groups = _groups_of(ctx, r.interface_id)
-        port = int(r.port) if pd.notna(r.port) else None
-        at = f"{_protocol(r.protocol)} {port}" if port is not None else _protocol(r.protocol)
-        risky = r.direction == "inbound" and port in HIGH_RISK_PORTS and int(r.protocol) in (6, 17)
-        nacl = r.likely_cause.startswith("network ACL")
+    for (iface, direction, risky, nacl), g in df.groupby(["interface_id", "direction", "risky", "nacl"], sort=True):
+        gid, gname, groups = _groups_of(ctx, iface)
+        g = g.sort_values(["attempts", "protocol", "port"], ascending=[False, True, True], kind="stable")
+        named = [_port_text(r.protocol, r.port) for r in g.itertuples(index=False)]
+        attempts, records = int(g["attempts"].sum()), int(g["records"].sum())
+        n_peers = peers[(iface, direction, bool(nacl), bool(risky))]
+        if len(g) == 1:
+            at = named[0]
+        else:
+            busiest = ", ".join(f"{name} ({int(n):,})" for name, n in
+                                zip(named[:REJECTED_PORTS_NAMED], g["attempts"], strict=False))
+            more = f" and {_plural(len(g) - REJECTED_PORTS_NAMED, 'more port')}" if len(g) > REJECTED_PORTS_NAMED \
+                else ""
+            at = f"{len(g):,} ports ({busiest}{more})"
         # Flow logs do not say what rejected: a security group never rejects the reply of a connection it
         # allowed, so accepted packets in the same conversations point at a network ACL or a late packet.
         why = ("other packets of these conversations were accepted, so a network ACL or a late packet is likelier"
                if nacl else "none of these conversations was accepted")
         out.append(_finding(
-            "low" if risky else "info", "rejected_scan", f"rejected {r.direction} attempts at {at}",
-            f"Interface {r.interface_id}, carrying {groups or 'no group'}, rejected "
-            f"{_plural(int(r.attempts), r.direction + ' attempt')} at {at} from "
-            f"{_plural(int(r.peers), 'address', 'addresses')} {ctx.in_window()}; a REJECT may come from a security "
+            "low" if risky else "info", "rejected_scan",
+            f"rejected {direction} attempts at {named[0] if len(g) == 1 else _plural(len(g), 'port')}",
+            f"Interface {iface}, carrying {groups or 'no group'}, rejected "
+            f"{_plural(attempts, direction + ' attempt')} at {at} from "
+            f"{_plural(n_peers, 'address', 'addresses')} {ctx.in_window()}; a REJECT may come from a security "
             f"group, a network ACL or a late packet, and {why}.",
-            f"attempts {int(r.attempts):,}; peers {int(r.peers):,}; records {int(r.records):,}; first seen "
-            f"{r.first_seen:%Y-%m-%dT%H:%M:%SZ}; last seen {r.last_seen:%Y-%m-%dT%H:%M:%SZ}",
+            f"attempts {attempts:,}; peers {n_peers:,}; records {records:,}; ports {', '.join(named)}; first seen "
+            f"{g['first_seen'].min():%Y-%m-%dT%H:%M:%SZ}; last seen {g['last_seen'].max():%Y-%m-%dT%H:%M:%SZ}",
             "check the subnet's network ACL allows the return traffic (ephemeral ports 1024-65535)" if nacl else
-            "nothing to change if the port is meant to be closed; if this traffic is expected, find whether the "
-            "security group or the subnet's network ACL blocks it",
-            group_id=gid, group_name=gname, interface_id=r.interface_id, exposure=int(r.attempts)))
+            "nothing to change if these ports are meant to be closed; if this traffic is expected, find whether "
+            "the security group or the subnet's network ACL blocks it",
+            group_id=gid, group_name=gname, interface_id=iface, exposure=attempts))
     return out
+
+
+def _port_text(protocol, port) -> str:
+    return f"{_protocol(protocol)} {int(port)}" if pd.notna(port) else _protocol(protocol)
+
+
+def _rejected_peers(analysis: Analysis) -> dict[tuple[str, str, bool, bool], int]:
+    """Distinct peers with REJECT records per (interface, direction, likely cause is a NACL, EC2.19 port).
+
+    The rejected table counts peers per port; a peer that tried several ports of one finding counts once.
+    The cause is decided per (interface, direction, protocol, port), as the rejected table decides it.
+    """
+    ports = ", ".join(str(p) for p in sorted(HIGH_RISK_PORTS))
+    rows = analysis.con.sql(f"""
+        WITH r AS (SELECT interface_id, direction, protocol, port, family, peer_num, accepted
+                   FROM classified WHERE rej_p + rej_l > 0),
+        cause AS (SELECT interface_id, direction, protocol, port, bool_or(accepted) AS nacl FROM r GROUP BY ALL)
+        SELECT r.interface_id, r.direction, c.nacl,
+               coalesce(r.direction = 'inbound' AND r.protocol IN (6, 17) AND r.port IN ({ports}), FALSE) AS risky,
+               count(DISTINCT (r.family, r.peer_num)) AS peers
+        FROM r JOIN cause c ON c.interface_id = r.interface_id AND c.direction = r.direction
+            AND c.protocol = r.protocol AND c.port IS NOT DISTINCT FROM r.port
+        GROUP BY ALL
+    """).fetchall()
+    return {(iface, direction, bool(nacl), bool(risky)): int(n) for iface, direction, nacl, risky, n in rows}
 
 
 # --- Markdown ------------------------------------------------------------------------------------------
