@@ -656,14 +656,14 @@ def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]
     df["risky"] = [d == "inbound" and pd.notna(p) and int(p) in HIGH_RISK_PORTS and int(pr) in (6, 17)
                    for d, p, pr in zip(df["direction"], df["port"], df["protocol"], strict=True)]
     df["nacl"] = df["likely_cause"].str.startswith("network ACL")
-    peers = _rejected_peers(analysis)
+    peers = _rejected_peers(analysis, df)
     out = []
     for (iface, direction, risky, nacl), g in df.groupby(["interface_id", "direction", "risky", "nacl"], sort=True):
         gid, gname, groups = _groups_of(ctx, iface)
         g = g.sort_values(["attempts", "protocol", "port"], ascending=[False, True, True], kind="stable")
         named = [_port_text(r.protocol, r.port) for r in g.itertuples(index=False)]
         attempts, records = int(g["attempts"].sum()), int(g["records"].sum())
-        n_peers = peers[(iface, direction, bool(nacl), bool(risky))]
+        n_peers = peers[(iface, direction, bool(risky), bool(nacl))]
         if len(g) == 1:
             at = named[0]
         else:
@@ -696,25 +696,25 @@ def _port_text(protocol, port) -> str:
     return f"{_protocol(protocol)} {int(port)}" if pd.notna(port) else _protocol(protocol)
 
 
-def _rejected_peers(analysis: Analysis) -> dict[tuple[str, str, bool, bool], int]:
-    """Distinct peers with REJECT records per (interface, direction, likely cause is a NACL, EC2.19 port).
+def _rejected_peers(analysis: Analysis, rejected: pd.DataFrame) -> dict[tuple, int]:
+    """Distinct peers with REJECT records per (interface, direction, risky, nacl) of `_rejected`'s rows.
 
     The rejected table counts peers per port; a peer that tried several ports of one finding counts once.
-    The cause is decided per (interface, direction, protocol, port), as the rejected table decides it.
+    Each peer's port takes its row's ``risky`` and ``nacl`` from ``rejected``, so both stay decided in one
+    place (pandas merges a missing port with a missing port, as the rejected table groups them).
     """
-    ports = ", ".join(str(p) for p in sorted(HIGH_RISK_PORTS))
-    rows = analysis.con.sql(f"""
-        WITH r AS (SELECT interface_id, direction, protocol, port, family, peer_num, accepted
-                   FROM classified WHERE rej_p + rej_l > 0),
-        cause AS (SELECT interface_id, direction, protocol, port, bool_or(accepted) AS nacl FROM r GROUP BY ALL)
-        SELECT r.interface_id, r.direction, c.nacl,
-               coalesce(r.direction = 'inbound' AND r.protocol IN (6, 17) AND r.port IN ({ports}), FALSE) AS risky,
-               count(DISTINCT (r.family, r.peer_num)) AS peers
-        FROM r JOIN cause c ON c.interface_id = r.interface_id AND c.direction = r.direction
-            AND c.protocol = r.protocol AND c.port IS NOT DISTINCT FROM r.port
-        GROUP BY ALL
-    """).fetchall()
-    return {(iface, direction, bool(nacl), bool(risky)): int(n) for iface, direction, nacl, risky, n in rows}
+    peers = analysis.con.sql("""
+        SELECT DISTINCT interface_id, direction, protocol, port, family, CAST(peer_num AS VARCHAR) AS peer
+        FROM classified WHERE rej_p + rej_l > 0
+    """).df()
+    keys = ["interface_id", "direction", "protocol", "port"]
+    rows = rejected[keys + ["risky", "nacl"]].copy()
+    for frame in (peers, rows):  # one dtype on both sides: DuckDB's small unsigned ints, pandas' floats
+        frame[["protocol", "port"]] = frame[["protocol", "port"]].astype("float64")
+    merged = peers.merge(rows, on=keys, how="inner")
+    counts = merged.drop_duplicates(["interface_id", "direction", "risky", "nacl", "family", "peer"]).groupby(
+        ["interface_id", "direction", "risky", "nacl"]).size()
+    return {(i, d, bool(r), bool(n)): int(c) for (i, d, r, n), c in counts.items()}
 
 
 # --- Markdown ------------------------------------------------------------------------------------------
