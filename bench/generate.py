@@ -27,6 +27,12 @@ one group is attached to nothing and one only to interfaces that never appear in
 Record shares (measured on 1M records, see README.md): ~80 % inbound TCP, ~10 % outbound TCP, ~5 % UDP,
 ~3 % REJECT, ~1.5 % ICMP, a few NODATA. Same seed, records and files => byte-identical output.
 
+``--long-lived F`` (default 0: the mix above, unchanged) makes a share F of the records come from
+`LONG_LIVED_POOL` long-lived inbound TCP connections instead (connection pools, keep-alive clients of
+a database or an internal service): the same connections, opened before the day began, write mid-stream
+records (tcp-flags 0) at both ends in every file. Conversations per record fall from ~0.38 to about
+0.38 × (1 - F): the knob shows how the cost of a run depends on the shape of the traffic.
+
 Stdlib only. Files are generated in parallel (``--workers``, default 2), lines are built with f-strings
 and written in large blocks through ``gzip.GzipFile`` (``mtime=0`` for reproducible bytes).
 """
@@ -530,6 +536,7 @@ P_UDP = 0.07
 P_ICMP = 0.012
 # the rest: REJECT
 P_CONTINUE = 0.3  # a TCP connection goes on in later minutes
+LONG_LIVED_POOL = 20_000  # long-lived connections, with --long-lived
 P_SHORT = 0.4  # ...otherwise it also closed within its first minute (flags 3 / 19)
 HEALTH_CHECK_NET = ip4_int("54.243.31.192")  # ROUTE53_HEALTHCHECKS range (a /26)
 S3_NET = ip4_int("52.216.0.0")  # part of the S3 range in us-east-1 (a /15)
@@ -552,7 +559,7 @@ def file_name(index: int, files: int, seed: int) -> tuple[str, int]:
 
 def generate_file(task: tuple) -> dict:
     """Write one gzip file of exactly ``quota`` records; returns its statistics."""
-    index, files, quota, seed, level, out_dir = task
+    index, files, quota, seed, level, out_dir, long_lived = task
     W = _W
     name, T = file_name(index, files, seed)
     path = Path(out_dir) / KEY_PREFIX / name
@@ -605,7 +612,27 @@ def generate_file(task: tuple) -> dict:
 
     lines: list[str] = []
     out = lines.append
-    stats = {"in_tcp": 0, "out_tcp": 0, "udp": 0, "icmp": 0, "reject": 0, "nodata": 0}
+    stats = {"in_tcp": 0, "out_tcp": 0, "udp": 0, "icmp": 0, "reject": 0, "nodata": 0, "long_lived": 0}
+
+    def long_lived_pool() -> list[tuple]:
+        """The same `LONG_LIVED_POOL` connections in every file: drawn with a generator of the seed alone."""
+        nonlocal rnd, grb
+        own = (rnd, grb)
+        pool_rng = random.Random(f"sgaudit-bench-pool:{seed}")
+        rnd, grb = pool_rng.random, pool_rng.getrandbits
+        pool = []
+        while len(pool) < LONG_LIVED_POOL:
+            e = pick(W["in_tcp"])
+            ports, spec = pick(e.inbound_tcp)
+            dport = ports[int(rnd() * len(ports))] if len(ports) > 1 else ports[0]
+            p_ip, p_eni, typ, svc, tpath = draw_peer(spec, dport)
+            if typ != "IPv4":
+                continue
+            pool.append((p_ip, p_eni, e.ip, e, 32768 + int(rnd() * 28232), dport, typ, svc, tpath))
+        rnd, grb = own
+        return pool
+
+    pool = long_lived_pool() if long_lived else []
 
     def slot(k):
         en = T + 60 * k + int(rnd() * 60)
@@ -700,6 +727,24 @@ def generate_file(task: tuple) -> dict:
         while written < quota:
             target = min(CHUNK_LINES, quota - written)
             while len(lines) < target:
+                if long_lived and rnd() < long_lived:
+                    # One minute of a long-lived connection: mid-stream (tcp-flags 0), both ways, at each
+                    # logged end.
+                    c_ip, c_eni, s_ip, s_eni, sport, dport, typ, svc, tpath = pool[int(rnd() * len(pool))]
+                    st, en = slot(int(rnd() * 5))
+                    pk, pk2 = 1 + int(rnd() * 50), 1 + int(rnd() * 80)
+                    by, by2 = pk * (52 + int(rnd() * 400)), pk2 * (52 + int(rnd() * 1400))
+                    for x, here_is_server in ((s_eni, True), (c_eni, False)):
+                        if x is None:
+                            continue
+                        to_srv, to_cli = ("ingress", "egress") if here_is_server else ("egress", "ingress")
+                        path_to_srv, path_to_cli = ("-", tpath) if here_is_server else (tpath, "-")
+                        out(f"{x.pre}{c_ip} {s_ip} {sport} {dport} 6 {pk} {by} {st} {en} ACCEPT OK {x.meta}0 "
+                            f"{typ} {c_ip} {s_ip} {x.loc}- - {to_srv} {path_to_srv}\n")
+                        out(f"{x.pre}{s_ip} {c_ip} {dport} {sport} 6 {pk2} {by2} {st} {en} ACCEPT OK {x.meta}0 "
+                            f"{typ} {s_ip} {c_ip} {x.loc}- - {to_cli} {path_to_cli}\n")
+                        stats["long_lived"] += 2
+                    continue
                 u = rnd()
                 k = int(rnd() * 5)
                 if u < P_IN_TCP:
@@ -775,7 +820,7 @@ def default_files(records: int) -> int:
 
 
 def generate(records: int, files: int, out: Path, seed: int = 1, level: int = 6, workers: int = 2,
-             quiet: bool = False) -> dict:
+             quiet: bool = False, long_lived: float = 0.0) -> dict:
     """Generate the data set into ``out`` (replacing what is there); returns the manifest."""
     if records < files:
         raise SystemExit(f"--records ({records}) must be at least --files ({files})")
@@ -796,7 +841,7 @@ def generate(records: int, files: int, out: Path, seed: int = 1, level: int = 6,
         (out / "inventory" / name).write_text(json.dumps(doc, indent=4) + "\n")
 
     base, extra = divmod(records, files)
-    tasks = [(i, files, base + (1 if i < extra else 0), seed, level, str(out)) for i in range(files)]
+    tasks = [(i, files, base + (1 if i < extra else 0), seed, level, str(out), long_lived) for i in range(files)]
     results = []
     done = 0
     last_print = 0.0
@@ -819,7 +864,7 @@ def generate(records: int, files: int, out: Path, seed: int = 1, level: int = 6,
             counts[k] = counts.get(k, 0) + v
     manifest = dict(
         generator_version=GENERATOR_VERSION, records=records, files=files, seed=seed, level=level,
-        workers=workers, seconds=round(secs, 2),
+        long_lived=long_lived, workers=workers, seconds=round(secs, 2),
         raw_bytes=sum(r["raw_bytes"] for r in results), gz_bytes=sum(r["gz_bytes"] for r in results),
         record_counts_before_truncation=counts,
         flow_logs="flow-logs", inventory="inventory",
@@ -845,12 +890,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", type=int, default=6, choices=range(1, 10), metavar="1-9",
                     help="gzip compression level (default 6, gzip's default)")
     ap.add_argument("--workers", type=int, default=2, help="generator processes (default 2)")
+    ap.add_argument("--long-lived", type=float, default=0.0, metavar="F",
+                    help="share of records from long-lived connections (default 0; see above)")
     ap.add_argument("-q", "--quiet", action="store_true")
     a = ap.parse_args(argv)
     files = a.files or default_files(a.records)
     if a.records <= 0 or files <= 0:
         ap.error("--records and --files must be positive")
-    generate(a.records, files, a.out, seed=a.seed, level=a.level, workers=a.workers, quiet=a.quiet)
+    if not 0 <= a.long_lived < 1:
+        ap.error("--long-lived must be at least 0 and below 1")
+    generate(a.records, files, a.out, seed=a.seed, level=a.level, workers=a.workers, quiet=a.quiet,
+             long_lived=a.long_lived)
     return 0
 
 

@@ -122,14 +122,15 @@ def idle_check(seconds: float = 1.0) -> float | None:
 # ---------------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------------
-def ensure_data(records: int, files: int, seed: int, level: int, data_root: Path) -> tuple[Path, dict, bool]:
+def ensure_data(records: int, files: int, seed: int, level: int, data_root: Path,
+                long_lived: float = 0.0) -> tuple[Path, dict, bool]:
     """The data folder, its manifest, and whether this call generated it."""
-    d = data_root / str(records)
+    d = data_root / (str(records) if not long_lived else f"{records}-long-lived-{long_lived:g}")
     mf = d / "manifest.json"
     if mf.exists():
         m = json.loads(mf.read_text())
-        same = (m.get("records"), m.get("files"), m.get("seed"), m.get("level"), m.get("generator_version")) == (
-            records, files, seed, level, generate.GENERATOR_VERSION)
+        same = (m.get("records"), m.get("files"), m.get("seed"), m.get("level"), m.get("generator_version"),
+                m.get("long_lived", 0.0)) == (records, files, seed, level, generate.GENERATOR_VERSION, long_lived)
         if same and all((d / f["path"]).is_file() for f in m["file_list"]):
             log(f"using cached data {d} ({m['files']} files, {m['gz_bytes'] / 1e6:.1f} MB gzip)")
             return d, m, False
@@ -141,7 +142,7 @@ def ensure_data(records: int, files: int, seed: int, level: int, data_root: Path
         raise SystemExit(f"not enough disk for {records:,} records: ~{need / 1e9:.1f} GB needed, "
                          f"{free / 1e9:.1f} GB free under {data_root}")
     log(f"generating {records:,} records in {files} files into {d}")
-    m = generate.generate(records, files, d, seed=seed, level=level, workers=2)
+    m = generate.generate(records, files, d, seed=seed, level=level, workers=2, long_lived=long_lived)
     return d, m, True
 
 
@@ -397,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor-only", action="store_true", help="measure the floors only")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--level", type=int, default=6, help="gzip level of generated data (default 6)")
+    ap.add_argument("--long-lived", type=float, default=0.0, metavar="F",
+                    help="share of records from long-lived connections (generate.py; default 0); the data "
+                         "goes to bench/data/<records>-long-lived-<F>")
     ap.add_argument("--data-root", type=Path, default=HERE / "data", help="cache folder (default bench/data)")
     ap.add_argument("--results", type=Path, default=HERE / "results" / "results.jsonl",
                     help="JSON-lines file the result is appended to")
@@ -420,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         log("measuring the floors only; the end-to-end columns will be n/a")
 
     t_start = time.perf_counter()
-    d, m, generated = ensure_data(records, files, a.seed, a.level, a.data_root)
+    d, m, generated = ensure_data(records, files, a.seed, a.level, a.data_root, a.long_lived)
     fl = data_files(d, m)
     load = os.getloadavg()[0]
     busy = idle_check()
@@ -508,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         busy_before_pct=None if busy is None else round(busy, 1),
         cores=a.cores, cpus=os.cpu_count(), cpu=cpu_model(), load_before=round(load, 2),
         python=platform.python_version(), generator_version=generate.GENERATOR_VERSION, seed=a.seed,
-        gzip_level=a.level, note=a.note, command=a.command,
+        gzip_level=a.level, long_lived=a.long_lived, note=a.note, command=a.command,
     )
     if a.keep and runs:
         result["outputs"] = str(keep_out)
