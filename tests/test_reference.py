@@ -9,7 +9,9 @@ record buckets. A disagreement is a defect in one of the two, and the message sh
 The traffic is the property tests' (`test_properties.traffic`): TCP with every handshake shape, UDP, ICMP,
 IPv4 and IPv6, ACCEPT and REJECT on either side, interfaces logging both ends, coverage-only noise; it is
 written in three layouts: version 5 with flow-direction and tcp-flags, flags without flow-direction (the
-sides come from the inventory), and the version-2 default format. The sample account is compared too.
+sides come from the inventory), and the version-2 default format. Loose records drawn one by one, against a
+snapshot with every kind of rule and address, in several files and windows, and the sample account are
+compared too.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def test_every_table_matches_the_reference_on_the_sample_account(which):
 
 # --- Records drawn one by one, against a snapshot with every kind of rule and address ----------------------
 # The conversation-shaped traffic above follows the rules; these records do not. They are drawn each on its
-# own from small pools (so that they collide into conversations), half of them with a reply, and cover what
+# own from small pools (so that they collide into conversations), most with a reply, and cover what
 # that traffic does not: secondary addresses and delegated prefixes (sides without flow-direction), prefix
 # lists, a referenced group missing from the snapshot, a group referencing itself, protocol numbers written
 # as numbers, an ICMP rule with a type, a port-less protocol other than ICMP, equal ports, millisecond times,
