@@ -75,6 +75,26 @@ def polars_scan(paths):
                         schema_overrides=types)
             .select(COLS).rename(lambda c: c.replace("-", "_")))
 
+def polars_oriented(lf):
+    # Records with the interface's side told apart (flow-direction), as the reduction orients them.
+    import polars as pl
+    c = pl.col
+    ing, ported = c("flow_direction") == "ingress", c("protocol").is_in([6, 17])
+    return lf.with_columns(
+        peer=pl.when(ing).then(c("srcaddr")).otherwise(c("dstaddr")),
+        peer_port=pl.when(~ported).then(None).when(ing).then(c("srcport")).otherwise(c("dstport")),
+        local_port=pl.when(~ported).then(None).when(ing).then(c("dstport")).otherwise(c("srcport")),
+        flags=c("tcp_flags").cast(pl.Int32) * pl.when(ing).then(16).otherwise(1), rej=c("action") == "REJECT")
+
+def polars_reduced(lf):
+    # Oriented records summed per conversation, with the reduction's aggregates.
+    import polars as pl
+    c = pl.col
+    return (lf.group_by(["interface_id", "protocol", "local_port", "peer", "peer_port"])
+        .agg(records=pl.len(), rejected=c("rej").sum(), flag_bits=c("flags").bitwise_or(),
+             packets=pl.when(~c("rej")).then(c("packets")).sum(), bytes=pl.when(~c("rej")).then(c("bytes")).sum(),
+             first=pl.when(~c("rej")).then(c("start")).min(), last=pl.when(~c("rej")).then(c("end")).max()))
+
 def reduce_into(con, table_sql):
     from sgaudit import reduction
     con.execute("CREATE TABLE reduced AS " + reduction.reduce_sql(table_sql, -2**62, 2**62))
@@ -135,22 +155,8 @@ done(t0, polars_scan(GZ).group_by(["interface_id", "srcaddr", "dstaddr", "srcpor
      .len().select(pl.len()).collect().item())
 """,
     "polars-reduce": r"""
-import polars as pl
-c = pl.col
-ing, rej = c("flow_direction") == "ingress", c("action") == "REJECT"
-ported = c("protocol").is_in([6, 17])
 t0 = time.perf_counter()
-out = (polars_scan(GZ).with_columns(
-        peer=pl.when(ing).then(c("srcaddr")).otherwise(c("dstaddr")),
-        peer_port=pl.when(~ported).then(None).when(ing).then(c("srcport")).otherwise(c("dstport")),
-        local_port=pl.when(~ported).then(None).when(ing).then(c("dstport")).otherwise(c("srcport")),
-        flags=c("tcp_flags").cast(pl.Int32) * pl.when(ing).then(16).otherwise(1), rej=rej)
-    .group_by(["interface_id", "protocol", "local_port", "peer", "peer_port"])
-    .agg(records=pl.len(), rejected=c("rej").sum(), flag_bits=c("flags").bitwise_or(),
-         packets=pl.when(~c("rej")).then(c("packets")).sum(), bytes=pl.when(~c("rej")).then(c("bytes")).sum(),
-         first=pl.when(~c("rej")).then(c("start")).min(), last=pl.when(~c("rej")).then(c("end")).max())
-    .collect(engine="streaming"))
-done(t0, out.height)
+done(t0, polars_reduced(polars_oriented(polars_scan(GZ))).collect(engine="streaming").height)
 """,
     "polars-partitioned-reduce": r"""
 # Memory-flat polars: every record goes to one of K partitions by a hash of its conversation's peer (all of a
@@ -159,27 +165,17 @@ done(t0, out.height)
 import shutil, tempfile
 import polars as pl
 c = pl.col
-ing, rej = c("flow_direction") == "ingress", c("action") == "REJECT"
-ported = c("protocol").is_in([6, 17])
 K = max(4, len(GZ) // 5)  # ~1.25M records per partition
 tmp = Path(tempfile.mkdtemp(prefix="sgaudit-part-", dir="/tmp"))
 t0 = time.perf_counter()
-(polars_scan(GZ).with_columns(
-        peer=pl.when(ing).then(c("srcaddr")).otherwise(c("dstaddr")),
-        peer_port=pl.when(~ported).then(None).when(ing).then(c("srcport")).otherwise(c("dstport")),
-        local_port=pl.when(~ported).then(None).when(ing).then(c("dstport")).otherwise(c("srcport")),
-        flags=c("tcp_flags").cast(pl.Int32) * pl.when(ing).then(16).otherwise(1), rej=rej)
+(polars_oriented(polars_scan(GZ))
     .select("interface_id", "protocol", "local_port", "peer", "peer_port", "flags", "rej", "packets", "bytes",
             "start", "end", part=(c("peer").hash() % K))
     .sink_ipc(pl.PartitionBy(tmp, key="part", include_key=False), compression="lz4", mkdir=True))
 split = time.perf_counter() - t0
 rows = 0
 for d in sorted(p for p in tmp.rglob("*") if p.is_dir() and not any(q.is_dir() for q in p.iterdir())):
-    rows += (pl.scan_ipc(sorted(d.glob("*"))).group_by(["interface_id", "protocol", "local_port", "peer", "peer_port"])
-        .agg(records=pl.len(), rejected=c("rej").sum(), flag_bits=c("flags").bitwise_or(),
-             packets=pl.when(~c("rej")).then(c("packets")).sum(), bytes=pl.when(~c("rej")).then(c("bytes")).sum(),
-             first=pl.when(~c("rej")).then(c("start")).min(), last=pl.when(~c("rej")).then(c("end")).max())
-        .collect().height)
+    rows += polars_reduced(pl.scan_ipc(sorted(d.glob("*")))).collect().height
 shutil.rmtree(tmp)
 print(json.dumps({"s": round(time.perf_counter() - t0, 3), "rows": rows, "split_s": round(split, 3), "partitions": K}))
 """,
