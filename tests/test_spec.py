@@ -249,6 +249,20 @@ def test_spec_one_way_traffic_the_sender_initiated_and_udp_is_attempted(tmp_path
     assert row(r, "sgr-syslog" if sender == "peer" else "sgr-web-out")["status"] == "attempted"
 
 
+def test_spec_tcp_flags_on_other_protocols_are_ignored(tmp_path):
+    # "Initiator (TCP)": the handshake flags are TCP's. A UDP record carrying a SYN and its reply a SYN-ACK
+    # (AWS writes 0 there) would make E the initiator and the conversation established; ignored, the
+    # rules allow both ways and the lower port (E's 514) is the responder: inbound, inferred.
+    snap = account()
+    snap.rule("sgr-514", "sg-web", "udp", 514, cidr="10.0.0.0/8")
+    recs = [rec(WEB, WEB_IP, "10.3.3.3", 514, 41000, proto=17, flags=2, direction="egress"),
+            rec(WEB, "10.3.3.3", WEB_IP, 41000, 514, proto=17, flags=18, direction="ingress")]
+    r = run(tmp_path, snap, recs)
+    [c] = conv(r)
+    assert (c["direction"], c["port"], c["evidence"]) == ("inbound", 514, "inferred")
+    assert row(r, "sgr-514")[["status", "evidence"]].tolist() == ["used", "inferred"]
+
+
 def test_spec_syn_answered_by_rst_is_attempted(tmp_path):
     r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443, resp_flags=4))
     assert row(r, "sgr-https")[["status", "evidence"]].tolist() == ["attempted", "attempted"]

@@ -92,7 +92,9 @@ FROM (
            ok AND action = 'REJECT' AS rej,
            CASE WHEN bucket = 'malformed' THEN source_file END AS source_file,
            from_b, packets, bytes, start_ms, end_ms{slot_expr},
-           CASE WHEN ok THEN
+           -- Handshake flags are TCP's: on any other protocol they are ignored (SPEC "Initiator without
+           -- handshake flags" lists UDP, ICMP and the others), whatever the field holds.
+           CASE WHEN ok AND protocol <> 6 THEN 0 WHEN ok THEN
                ((CASE WHEN (tcp_flags & 18) = 2 THEN {syn} WHEN (tcp_flags & 18) = 18 THEN {synack} ELSE 0 END)
                 + (CASE WHEN (tcp_flags & 4) = 4 THEN {rst} ELSE 0 END))
                * (CASE WHEN action = 'ACCEPT' THEN {acc_a} ELSE {rej_a} END)
