@@ -51,7 +51,7 @@ def demo() -> None:
 def test() -> None:
     """Lint, then the whole test suite."""
     setup("[test]")
-    sh(BIN / "ruff", "check", "toolkit", "tests", "bench", "sample_logs", "tasks.py")
+    sh(BIN / "ruff", "check", "toolkit", "tests", "bench", "sample_logs", "notebooks", "tasks.py")
     sh(BIN / "python", "-m", "pytest", "-q", *sys.argv[2:])
 
 
