@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sgaudit
 import sqlglot
-from sgaudit import engines, reduction, sources
+from sgaudit import engines, fields, reduction, sources
 from sgaudit import records as records_
 
 ROOT = Path(__file__).resolve().parents[1] / "sample_logs"
@@ -87,11 +87,13 @@ def test_athena_scan_is_pruned_to_the_windows_days(aws, monkeypatch):
     monkeypatch.setattr(engines, "run_athena", lambda session, sql, *a, **k: sent.append(sql) or pd.DataFrame())
     lo = sgaudit.analysis.parse_time("2025-02-06T15:00:00Z", "lo")
     hi = sgaudit.analysis.parse_time("2025-02-07T00:00:00Z", "hi")
-    engines.reduce_on_athena(None, lo, hi, database="flows", table="vpc_logs", day_column="day")
+    engines.reduce_on_athena(None, lo, hi, database="flows", table="vpc_logs", day_column="day",
+                             available=fields.USED)
     where = "WHERE \"day\" >= '2025/02/05' AND \"day\" <= '2025/02/08'"
     assert where in sent[0] and 'CAST("source_file" AS VARCHAR) AS source_file' in sent[0]
     sqlglot.parse_one(sent[0], read="athena")
-    engines.reduce_on_athena(None, *WINDOW, database="flows", table="vpc_logs", day_column="day")
+    engines.reduce_on_athena(None, *WINDOW, database="flows", table="vpc_logs", day_column="day",
+                             available=fields.USED)
     assert "WHERE" not in sent[1].split("AS timed")[0] and '"$path"' in sent[1]
 
 
@@ -206,6 +208,20 @@ def _athena_result(df: pd.DataFrame) -> dict:
     return {"rows": rows, "column_info": info}
 
 
+def _glue_table(aws, database: str, table: str, names, *, day: bool = False) -> None:
+    """A flow-log table in moto's Glue Data Catalog, as Athena's CREATE EXTERNAL TABLE would leave it."""
+    glue = aws.session().client("glue", endpoint_url=aws.url)
+    try:
+        glue.create_database(DatabaseInput={"Name": database})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    columns = [{"Name": fields.BY_NAME[n].column, "Type": "string"} for n in names]
+    glue.create_table(DatabaseName=database, TableInput={
+        "Name": table, "StorageDescriptor": {"Columns": columns, "Location": "s3://logs/AWSLogs/"},
+        "PartitionKeys": [{"Name": "day", "Type": "string"}] if day else [],
+        "Parameters": {"projection.day.format": "yyyy/MM/dd"} if day else {}})
+
+
 class _Response:
     status_code = 200
     headers: dict = {}
@@ -282,6 +298,7 @@ def test_analyze_on_athena_fills_reduced_from_the_query(aws, monkeypatch):
     reduced = con.sql(reduction.reduce_sql(f"({_scan([S3], Path('.'))})", *WINDOW)).df()
     con.close()
     _preload(aws.url, [_athena_result(reduced)])
+    _glue_table(aws, "flows", "vpc_logs", fields.USED)
     sent: list[str] = []
     real = engines.run_athena
     monkeypatch.setattr(engines, "run_athena", lambda session, sql, *a, **k: sent.append(sql) or real(
@@ -322,3 +339,26 @@ def test_cli_engine_athena_needs_its_table(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["usage", "--inventory", str(INVENTORY), "--no-progress", "--out", str(tmp_path / "u.csv")])
     assert exc.value.code == 2 and "--flow-logs is required" in capsys.readouterr().err
+
+
+def test_athena_reads_the_tables_columns_and_day_partition_from_glue(aws, monkeypatch):
+    # A table made for the version-2 format has no tcp_flags or flow_direction: the reduction reads them
+    # as NULL instead of failing on Athena; its projected day partition prunes the scan to the window.
+    _glue_table(aws, "flows", "v2_logs", fields.DEFAULT_FORMAT, day=True)
+    sent: list[str] = []
+    monkeypatch.setattr(engines, "run_athena", lambda session, sql, *a, **k: sent.append(sql) or pd.DataFrame())
+    lo = sgaudit.analysis.parse_time("2025-02-06T15:00:00Z", "lo")
+    hi = sgaudit.analysis.parse_time("2025-02-07T00:00:00Z", "hi")
+    engines.reduce_on_athena(aws.session(), lo, hi, database="flows", table="v2_logs", endpoint_url=aws.url)
+    [sql] = sent
+    assert 'CAST(NULL AS VARCHAR) AS "flow_direction"' in sql and 'CAST(NULL AS SMALLINT) AS "tcp_flags"' in sql
+    assert 'CAST("srcaddr" AS VARCHAR)' in sql and "\"day\" >= '2025/02/05'" in sql
+    sqlglot.parse_one(sql, read="athena")
+
+
+def test_athena_table_missing_or_not_a_flow_log_table_is_a_clear_error(aws):
+    _glue_table(aws, "flows", "orders", ["srcaddr", "dstaddr", "bytes"])
+    with pytest.raises(engines.EngineError, match="flows.nowhere is not in the Glue Data Catalog.*--athena-table"):
+        engines.reduce_on_athena(aws.session(), *WINDOW, database="flows", table="nowhere", endpoint_url=aws.url)
+    with pytest.raises(engines.EngineError, match="flows.orders has no column interface_id, srcport, dstport"):
+        engines.reduce_on_athena(aws.session(), *WINDOW, database="flows", table="orders", endpoint_url=aws.url)

@@ -14,7 +14,7 @@ import sgaudit
 from builders import T0, V2, Snapshot, handshake, rec, run
 from sgaudit import summaries
 from sgaudit.errors import SgauditError
-from sgaudit.timeline import choose_bucket
+from sgaudit.timeline import bucket_starts, choose_bucket
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_logs"
 WEB, WEB_IP, CLIENT, SCANNER = "eni-web", "10.0.1.10", "198.51.100.7", "203.0.113.9"
@@ -50,6 +50,15 @@ def cells(df: pd.DataFrame, **where) -> dict:
 def test_auto_bucket_gives_at_most_72_columns(span, expected):
     lo = pd.Timestamp("2025-02-06", tz="UTC")
     assert choose_bucket((lo, lo + pd.Timedelta(span)), "auto") == pd.Timedelta(expected)
+
+
+def test_auto_bucket_counts_the_columns_of_a_window_off_the_bucket_grid():
+    # 72 hours from 00:30: hourly buckets start on the hour, so 1h would need 73 columns.
+    lo = pd.Timestamp("2025-02-06 00:30", tz="UTC")
+    window = (lo, lo + pd.Timedelta("72h"))
+    assert len(bucket_starts(window, pd.Timedelta("1h"))) == 73
+    assert choose_bucket(window, "auto") == pd.Timedelta("2h")
+    assert len(bucket_starts(window, pd.Timedelta("2h"))) == 37
 
 
 def test_explicit_bucket_and_bad_bucket():

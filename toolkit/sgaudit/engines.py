@@ -272,6 +272,58 @@ def _athena_rows(client, qid: str) -> pd.DataFrame:
     return df
 
 
+def athena_table_layout(session, database: str, table: str, *,
+                        endpoint_url: str | None = None) -> tuple[list[str], str | None]:
+    """The flow-log fields an existing Athena table has, and its day partition, from the Glue Data Catalog.
+
+    A table made for the version-2 format has no ``tcp_flags`` or ``flow_direction``; the reduction reads
+    those as NULL there (the sides then come from the inventory), instead of failing on a missing column.
+
+    Parameters
+    ----------
+    session : boto3.Session
+        Credentials and region (``glue:GetTable``, already in `collect.athena_policy`).
+    database, table : str
+        The table.
+    endpoint_url : str, optional
+        Another endpoint (a local AWS in the tests).
+
+    Returns
+    -------
+    (list of str, str or None)
+        The AWS names of the fields of `fields.USED` that the table has; ``"day"`` when the table is
+        partitioned by a ``day`` projected as ``yyyy/MM/dd`` (as `athena_table_ddl` makes it), else None.
+
+    Raises
+    ------
+    EngineError
+        The table does not exist, cannot be read, or lacks a field sgaudit cannot work without.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        found = session.client("glue", endpoint_url=endpoint_url).get_table(DatabaseName=database, Name=table)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        if code == "EntityNotFoundException":
+            raise EngineError(f"Athena table {database}.{table} is not in the Glue Data Catalog of this account "
+                              "and region: check --athena-database, --athena-table and --athena-region, or "
+                              "create it with engines.athena_table_ddl (docs/aws.md)") from None
+        raise EngineError(f"cannot read the columns of Athena table {database}.{table} ({code}): sgaudit needs "
+                          "glue:GetTable on it (docs/aws.md)") from None
+    t = found["Table"]
+    columns = {c["Name"].lower() for c in t.get("StorageDescriptor", {}).get("Columns", [])}
+    have = [name for name in fields.USED if fields.BY_NAME[name].column in columns]
+    missing = [fields.BY_NAME[name].column for name in fields.REQUIRED if name not in have]
+    if missing:
+        raise EngineError(f"Athena table {database}.{table} has no column {', '.join(missing)}; its columns are "
+                          f"{', '.join(sorted(columns)) or 'none'}. A flow-log table needs every field of "
+                          f"{' '.join(fields.REQUIRED)} (docs/aws.md)")
+    partitions = {p["Name"].lower() for p in t.get("PartitionKeys", [])}
+    projected = t.get("Parameters", {}).get("projection.day.format") == "yyyy/MM/dd"
+    return have, ("day" if "day" in partitions and projected else None)
+
+
 def reduce_on_athena(session, lo_ms: int, hi_ms: int, *, database: str, table: str,
                      workgroup: str | None = None, output_location: str | None = None,
                      endpoint_url: str | None = None, available: Iterable[str] | None = None,
@@ -283,6 +335,9 @@ def reduce_on_athena(session, lo_ms: int, hi_ms: int, *, database: str, table: s
     `athena_table_ddl`; its ``fields_`` are then also the columns the table has, and its ``day``
     partition prunes the scan. ``"$path"``, Athena's hidden column, names the file of each malformed
     record.
+
+    Otherwise, unless ``available`` names them, the table's columns and its ``day`` partition are read
+    from the Glue Data Catalog (`athena_table_layout`).
 
     ``day_column`` (a ``yyyy/MM/dd`` string partition, ``day`` in tables made here) limits the files read
     to the window's days, one day wider on each side: a file sits in the folder of its delivery, which
@@ -297,6 +352,9 @@ def reduce_on_athena(session, lo_ms: int, hi_ms: int, *, database: str, table: s
             available = [(fields.BY_NAME.get(n) or fields.BY_COLUMN[n]).name
                          for n in create.get("fields_", fields.DEFAULT_FORMAT)]
         day_column = day_column or "day"
+    elif available is None:
+        available, found_day = athena_table_layout(session, database, table, endpoint_url=endpoint_url)
+        day_column = day_column or found_day
     source, source_file = f'"{database}"."{table}"', '"$path"'
     bounded = lo_ms > -(2**62) or hi_ms < 2**62
     if day_column and bounded:

@@ -95,10 +95,12 @@ def choose_bucket(window: tuple[pd.Timestamp | None, pd.Timestamp | None], time_
         When ``time_bucket`` is not a duration pandas understands, or not positive.
     """
     if time_bucket in (None, "", "auto"):
-        lo, hi = window
-        span = (hi - lo) if lo is not None and hi is not None else pd.Timedelta(0)
+        if window[0] is None or window[1] is None:
+            return pd.Timedelta(NICE_BUCKETS[0])
         for size in NICE_BUCKETS:
-            if span / pd.Timedelta(size) <= MAX_BUCKETS:
+            # Columns as `build` lays them out: buckets start at multiples of the width since the epoch,
+            # so a window that does not start on one can take a column more than its span alone.
+            if len(bucket_starts(window, pd.Timedelta(size))) <= MAX_BUCKETS:
                 return pd.Timedelta(size)
         return pd.Timedelta(NICE_BUCKETS[-1])
     try:
@@ -232,15 +234,20 @@ def build(analysis: Analysis, time_bucket: str = "auto",
                 df[col] = df[col].fillna(0).astype("int64")
     ports = ports.sort_values(["scope", "scope_id", "direction", "protocol", "port", "time"], ignore_index=True)
 
-    w_lo, w_hi = analysis.window
-    if w_lo is None:
-        times = pd.DatetimeIndex([], tz="UTC")
-    else:
-        # Every bucket that a record start in [w_lo, w_hi) can fall in; the SQL's buckets start at
-        # multiples of the width since the epoch.
-        last = max(w_lo, w_hi - pd.Timedelta("1ms"))
-        times = pd.date_range(_floor(w_lo, width), _floor(last, width), freq=width)
+    times = bucket_starts(analysis.window, width)
     return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports)
+
+
+def bucket_starts(window: tuple[pd.Timestamp | None, pd.Timestamp | None], width: pd.Timedelta) -> pd.DatetimeIndex:
+    """Every bucket that a record start in the window ``[lo, hi)`` can fall in: the columns of the views.
+
+    The SQL's buckets start at multiples of the width since the epoch.
+    """
+    w_lo, w_hi = window
+    if w_lo is None:
+        return pd.DatetimeIndex([], tz="UTC")
+    last = max(w_lo, w_hi - pd.Timedelta("1ms"))
+    return pd.date_range(_floor(w_lo, width), _floor(last, width), freq=width)
 
 
 def _floor(ts: pd.Timestamp, width: pd.Timedelta) -> pd.Timestamp:
