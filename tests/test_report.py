@@ -266,6 +266,19 @@ def test_unknown_kernel(tmp_path):
         report.run(FIXTURE, tmp_path / "r.html", kernel_name="no-such-kernel", progress=False)
 
 
+def test_notebook_without_a_kernel_in_its_metadata_needs_one_named(tmp_path, capsys):
+    nb = new_notebook(cells=[new_markdown_cell("# No kernelspec"),
+                             new_code_cell("x = 1", metadata={"tags": ["parameters"]}), new_code_cell("print(x * 2)")])
+    nbformat.write(nb, tmp_path / "bare.ipynb")
+    with pytest.raises(report.ReportError, match="bare.ipynb names no Jupyter kernel.*--kernel python3"):
+        report.run(tmp_path / "bare.ipynb", tmp_path / "r.html", {"x": 3}, progress=False)
+    assert main(["report", "--notebook", str(tmp_path / "bare.ipynb"), "-p", "x", "3",
+                 "--out", str(tmp_path / "r.html"), "--no-progress"]) == 2
+    assert "names no Jupyter kernel" in capsys.readouterr().err
+    done = report.run(tmp_path / "bare.ipynb", tmp_path / "r.html", {"x": 3}, kernel_name="python3", progress=False)
+    assert "6" in "".join(o.get("text", "") for o in nbformat.read(done.notebook, as_version=4).cells[-1].outputs)
+
+
 def test_out_must_be_html(tmp_path):
     with pytest.raises(report.ReportError, match="ending in .html"):
         report.run(FIXTURE, tmp_path / "r.ipynb", progress=False)

@@ -69,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(OUT.ipynb). Parameters: --parameters FILE first, then -p, then the named flags.",
     )
     r.add_argument("--notebook", default="audit_report", metavar="NAME|PATH",
-                   help="audit_report (default), rule_usage, port_heatmap, investigate, or the path of an .ipynb")
+                   help="audit_report (default), rule_usage, port_heatmap, investigate, findings, or the path of "
+                        "an .ipynb")
     r.add_argument("--flow-logs", nargs="+", metavar="PATH", help="notebook parameter flow_logs (a list)")
     r.add_argument("--inventory", metavar="DIR", help="notebook parameter inventory")
     r.add_argument("--start", metavar="T", help="notebook parameter start (ISO 8601 or Unix seconds)")
@@ -125,9 +126,10 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     aws = p.add_argument_group("flow logs in AWS (s3://bucket/prefix, cloudwatch://log-group[?stream=NAME])")
     aws.add_argument("--profile", metavar="NAME", help="AWS profile to read S3 or CloudWatch Logs with")
     aws.add_argument("--endpoint-url", metavar="URL", help="another endpoint for the AWS APIs (a local test server)")
-    aws.add_argument("--no-cache", action="store_true",
-                     help="do not keep downloaded S3 objects (default: ~/.cache/sgaudit, or $SGAUDIT_CACHE_DIR)")
-    aws.add_argument("--cache-dir", metavar="DIR", help="where downloaded S3 objects are kept")
+    cache = aws.add_mutually_exclusive_group()
+    cache.add_argument("--no-cache", action="store_true",
+                       help="do not keep downloaded S3 objects (default: ~/.cache/sgaudit, or $SGAUDIT_CACHE_DIR)")
+    cache.add_argument("--cache-dir", metavar="DIR", help="where downloaded S3 objects are kept")
     eng = p.add_argument_group("where the heavy step runs (the same reduction SQL on every engine)")
     eng.add_argument("--engine", choices=["duckdb", "athena", "spark"], default="duckdb",
                      help="duckdb: here (default); athena: where the flow logs are, only the reduced rows come "
@@ -312,10 +314,10 @@ def report_parameters(args: argparse.Namespace) -> dict:
     return parameters
 
 
-def _list_parameters(notebook: str) -> int:
+def _list_parameters(notebook: str, kernel_name: str | None) -> int:
     from . import report  # nbformat and its schema take ~1 s to import: not at every start of sgaudit
     path = report.notebook_path(notebook)
-    declared = report.notebook_parameters(path)
+    declared = report.notebook_parameters(path, kernel_name)
     if not declared:
         print(f"{path}: no cell tagged 'parameters'; the notebook takes no parameters")
         return 0
@@ -332,7 +334,7 @@ def _list_parameters(notebook: str) -> int:
 def _report(args: argparse.Namespace) -> int:
     from . import report  # nbformat and its schema take ~1 s to import: not at every start of sgaudit
     if args.list_parameters:
-        return _list_parameters(args.notebook)
+        return _list_parameters(args.notebook, args.kernel)
     parameters = report_parameters(args)
     out = args.out or f"out/{report.notebook_path(args.notebook).stem}.html"
     # The notebook's kernel is another process: it inherits the environment, where boto3 looks for these.

@@ -170,13 +170,33 @@ def notebook_path(name: str | os.PathLike) -> Path:
     return path
 
 
-def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, str]]:
+def notebook_kernel(notebook: str | os.PathLike, kernel_name: str | None = None) -> str:
+    """The Jupyter kernel a notebook runs in: ``kernel_name`` when given, else the one its metadata names.
+
+    Raises
+    ------
+    ReportError
+        When neither names one (a notebook written by a tool that leaves out ``kernelspec``).
+    """
+    if kernel_name:
+        return kernel_name
+    path = notebook_path(notebook)
+    name = (nbformat.read(path, as_version=4).metadata.get("kernelspec") or {}).get("name")
+    if not name:
+        raise ReportError(f"notebook {path.name} names no Jupyter kernel in its metadata (kernelspec); name one: "
+                          "sgaudit report --kernel python3, or kernel_name='python3'")
+    return name
+
+
+def notebook_parameters(notebook: str | os.PathLike, kernel_name: str | None = None) -> dict[str, dict[str, str]]:
     """The parameters a notebook declares in its cell tagged ``parameters``, in order.
 
     Parameters
     ----------
     notebook : str or path-like
         A shipped notebook's name or a notebook's path (see `notebook_path`).
+    kernel_name : str, optional
+        The kernel it will run in, for a notebook whose metadata names none (see `notebook_kernel`).
 
     Returns
     -------
@@ -185,9 +205,33 @@ def notebook_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, str]
         ``inspect_notebook``: ``default`` is the source text, ``help`` the trailing comment). Empty when the
         notebook has no ``parameters`` cell.
     """
-    import papermill
+    from papermill.iorw import load_notebook_node
+    from papermill.translators import papermill_translators
+    from papermill.utils import find_first_tagged_cell_index
 
-    return papermill.inspect_notebook(str(notebook_path(notebook)))
+    # What papermill.inspect_notebook does, with the kernel given here when the metadata has none.
+    path = notebook_path(notebook)
+    nb = load_notebook_node(str(path))
+    index = find_first_tagged_cell_index(nb, "parameters")
+    if index < 0:
+        return {}
+    kernel = notebook_kernel(path, kernel_name)
+    translator = papermill_translators.find_translator(kernel, _language(nb, kernel) or "python")
+    return {p.name: p._asdict() for p in translator.inspect(nb.cells[index])}
+
+
+def _language(nb: nbformat.NotebookNode, kernel: str) -> str | None:
+    """The notebook's language: from its metadata, else from the installed kernel's spec (None if unknown)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    language = ((nb.metadata.get("kernelspec") or {}).get("language")
+                or (nb.metadata.get("language_info") or {}).get("name"))
+    if language:
+        return language
+    try:
+        return KernelSpecManager().get_kernel_spec(kernel).language
+    except NoSuchKernel:
+        return None
 
 
 # YAML 1.1 reads 2025-02-06 as a date, which papermill would pass as ``datetime.date(…)`` source text, and
@@ -239,11 +283,11 @@ def read_parameters_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def _check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: str) -> None:
     """Fail on a parameter the notebook does not declare; papermill would only log a warning and go on."""
     if not parameters:
         return
-    declared = notebook_parameters(path)
+    declared = notebook_parameters(path, kernel_name)
     if not declared:
         raise ReportError(f"notebook {path.name} has no cell tagged 'parameters', so it takes no parameters "
                           f"(given: {', '.join(parameters)})")
@@ -306,8 +350,8 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
     Parameters
     ----------
     notebook : str or path-like
-        A shipped notebook's name (``audit_report``, ``rule_usage``, ``port_heatmap``, ``investigate``) or
-        the path of any ``.ipynb``.
+        A shipped notebook's name (``audit_report``, ``rule_usage``, ``port_heatmap``, ``investigate``,
+        ``findings``) or the path of any ``.ipynb``.
     out_html : str or path-like
         The report to write, ``.html``. The executed notebook is written beside it with the suffix
         ``.ipynb``; an earlier report at ``out_html`` is removed first, so a failed run leaves none behind.
@@ -331,8 +375,8 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
         When a cell raises: the message names the cell (its number and first line), the exception, and the
         executed notebook saved with the traceback. No HTML is written.
     ReportError
-        For an unknown notebook or parameter, an output path that is not ``.html``, an unknown kernel, or
-        an output that would load something from the network.
+        For an unknown notebook or parameter, an output path that is not ``.html``, an unknown kernel or
+        none named, or an output that would load something from the network.
     """
     import papermill
     from jupyter_client.kernelspec import NoSuchKernel
@@ -343,7 +387,9 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
         raise ReportError(f"report {out_html}: the report is an HTML file; give a name ending in .html")
     executed = out_html.with_suffix(".ipynb")
     parameters = dict(parameters or {})
-    _check_parameters(path, parameters)
+    kernel_name = notebook_kernel(path, kernel_name)
+    language = _language(nbformat.read(path, as_version=4), kernel_name)
+    _check_parameters(path, parameters, kernel_name)
     parameters = _absolute_paths(parameters)
 
     out_html.parent.mkdir(parents=True, exist_ok=True)
@@ -351,7 +397,7 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
     config = _kernel_manager_config()
     try:
         papermill.execute_notebook(
-            str(path), str(executed), parameters=parameters, kernel_name=kernel_name,
+            str(path), str(executed), parameters=parameters, kernel_name=kernel_name, language=language,
             progress_bar=progress and sys.stderr.isatty(), log_output=False, cwd=str(path.parent),
             **({"config": config} if config is not None else {}),
         )
