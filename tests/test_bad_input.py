@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import pandas as pd
 import pytest
 import sgaudit
 from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log, write_text
@@ -169,6 +170,11 @@ def test_garbage_lines_are_counted_listed_with_file_and_line_and_good_records_us
     pytest.param("flow-direction", "sideways", id="flow-direction-sideways"),
     pytest.param("start", "-", id="no-start"),
     pytest.param("srcaddr", "999.1.2.3", id="peer-not-an-address"),
+    pytest.param("bytes", "-99999999", id="negative-bytes"),
+    pytest.param("packets", "-3", id="negative-packets"),
+    pytest.param("end", "1", id="end-before-start"),
+    pytest.param("start", "9000000000000000000", id="start-past-2262"),
+    pytest.param("start", "-60", id="start-before-1970"),
 ])
 def test_typed_but_senseless_record_is_counted_as_malformed(tmp_path, field, value):
     inv = web_snapshot().write(tmp_path / "inv")
@@ -187,6 +193,34 @@ def test_senseless_record_is_listed_with_file_line_and_text(tmp_path):
     result = sgaudit.analyze(log, inv)
     listed = result.problems[result.problems["resource"] == str(log)]
     assert listed[["line", "value"]].values.tolist() == [[3, bad]]
+
+
+def test_a_capped_listing_says_how_many_it_left_out(tmp_path, monkeypatch):
+    # The problems table lists at most so many malformed records per file; it never leaves a silent gap
+    # between the count and the list.
+    monkeypatch.setattr(sgaudit.analysis, "_LISTED_LINES", 2)
+    inv = web_snapshot().write(tmp_path / "inv")
+    bad = [with_value("action", v) for v in ("MAYBE", "PERHAPS", "NEVER")]
+    log = write_text(tmp_path / "flow.log.gz", [" ".join(V5), line(GOOD[0], V5), *bad])
+    result = sgaudit.analyze(log, inv)
+    assert quality(result)["malformed"] == 3
+    listed = result.problems[result.problems["resource"] == str(log)]
+    assert listed["kind"].tolist() == ["malformed_record", "malformed_record", "listing_truncated"]
+    assert listed["line"].tolist()[:2] == [3, 4] and str(listed["line"].dtype) == "Int64"
+    assert "2 of the 3 malformed records of this file are listed (the first ones)" in listed["detail"].iloc[2]
+
+
+def test_analyze_needs_flow_logs_and_takes_a_format_as_a_list(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    for nothing in (None, []):
+        with pytest.raises(sgaudit.SgauditError, match="no flow logs given"):
+            sgaudit.analyze(nothing, inv)
+    log = tmp_path / "bare.log"
+    log.write_text(line(GOOD[0], V5) + "\n" + line(GOOD[1], V5) + "\n")
+    as_text = sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    as_list = sgaudit.analyze(log, inv, log_format=list(V5))
+    pd.testing.assert_frame_equal(as_text.usage, as_list.usage)
+    assert quality(as_list)["conversation"] == 2
 
 
 def test_malformed_line_in_cloudwatch_json_points_at_the_json_file_and_event(tmp_path):
@@ -352,11 +386,24 @@ def test_inventory_invalid_json_gives_the_line(tmp_path):
     pytest.param("2025-02-06T15:00:00Z", "2025-02-06T15:00:00Z", "not before --end", id="empty-window"),
     pytest.param("yesterday-ish", None, "--start: cannot read 'yesterday-ish'", id="unparseable-start"),
     pytest.param(None, "2025-13-45", "--end: cannot read", id="unparseable-end"),
+    pytest.param("nan", None, "--start: 'nan' is not a time", id="nan"),
+    pytest.param(None, "99999999999999999999999", "--end: .* is outside 1970-2262", id="end-past-2262"),
+    pytest.param("-5", None, "outside 1970-2262", id="negative"),
 ])
 def test_bad_window(tmp_path, start, end, match):
     inv = web_snapshot().write(tmp_path / "inv")
     with pytest.raises(sgaudit.WindowError, match=match):
         sgaudit.analyze(write_log(tmp_path / "f.log.gz", GOOD), inv, start=start, end=end)
+
+
+def test_window_in_unix_milliseconds_means_what_it_means_in_a_record(tmp_path):
+    # A start copied from a record written in milliseconds (10**11 and more, as `reduction` reads them).
+    inv = web_snapshot().write(tmp_path / "inv")
+    log = write_log(tmp_path / "f.log.gz", GOOD)
+    seconds = sgaudit.analyze(log, inv, start="1738854000", end="1738857600")
+    millis = sgaudit.analyze(log, inv, start="1738854000000", end=1738857600000)
+    assert seconds.window == millis.window
+    assert seconds.window[0] == pd.Timestamp("2025-02-06T15:00:00Z")
 
 
 def test_records_outside_the_window_are_counted_not_used(tmp_path):

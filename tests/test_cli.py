@@ -106,7 +106,8 @@ def _truncate(path: Path) -> Path:
 
 @pytest.mark.parametrize("case", [
     "missing-inventory-file", "missing-inventory-folder", "truncated-gzip", "xlsx-output", "no-such-log",
-    "unknown-header-field", "bad-start",
+    "unknown-header-field", "bad-start", "out-is-a-folder", "threads-negative", "memory-limit-not-a-size",
+    "memory-limit-zero",
 ])
 def test_errors_exit_2_with_a_message_and_no_traceback(setup, capsys, case):
     tmp_path, inv, log = setup
@@ -131,6 +132,16 @@ def test_errors_exit_2_with_a_message_and_no_traceback(setup, capsys, case):
                         "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes "
                         "start end action log-status tcp-flags flow-dir".split())
         name = str(log)
+    elif case == "out-is-a-folder":
+        out = tmp_path / "out" / "usage.csv"
+        out.mkdir(parents=True)
+        name = "is a folder"
+    elif case == "threads-negative":
+        extra, name = ["--threads", "-3"], "--threads -3"
+    elif case == "memory-limit-not-a-size":
+        extra, name = ["--memory-limit", "abc"], "--memory-limit 'abc'"
+    elif case == "memory-limit-zero":
+        extra, name = ["--memory-limit", "0"], "--memory-limit '0'"
     else:
         extra = ["--start", "last tuesday"]
         name = "--start"
@@ -139,7 +150,10 @@ def test_errors_exit_2_with_a_message_and_no_traceback(setup, capsys, case):
     assert captured.err.startswith("sgaudit: error: ")
     assert name in captured.err
     assert "Traceback" not in captured.err + captured.out
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    if case != "out-is-a-folder":
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    else:
+        assert not any(out.iterdir())
 
 
 @pytest.mark.parametrize("start,end", [

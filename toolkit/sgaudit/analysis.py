@@ -9,6 +9,7 @@ classification; then the result tables, which come back as pandas DataFrames whe
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -24,7 +25,7 @@ import pandas as pd
 from . import conversations, matching, records, reduction, remote, sources, usage
 from . import timeline as timeline_
 from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table
-from .errors import WindowError
+from .errors import SgauditError, WindowError
 from .fields import parse_format
 from .inventory import Inventory
 from .inventory import load as load_inventory
@@ -33,19 +34,52 @@ from .inventory import load as load_inventory
 DEFAULT_MEMORY_LIMIT = os.environ.get("SGAUDIT_MEMORY_LIMIT", "1GB")
 
 def parse_time(value: str | int | float | datetime | pd.Timestamp | None, name: str) -> int | None:
-    """A user's ``--start``/``--end`` as Unix milliseconds: ISO 8601 (naive means UTC) or Unix seconds."""
+    """A user's ``--start``/``--end`` as Unix milliseconds.
+
+    ISO 8601 (naive means UTC), or a Unix time in seconds -- or in milliseconds from 10**11 on, the
+    threshold the records' own ``start`` and ``end`` are read with (`reduction`), so a value copied from
+    a record means the same here.
+
+    Raises
+    ------
+    WindowError
+        For text that is not a time, NaN, or a time before 1970 or after 2262.
+    """
     if value is None or value == "":
         return None
+    hint = "use ISO 8601 such as 2025-02-06T15:00:00Z, or Unix seconds"
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
-        return int(float(value) * 1000)
+        number = float(value)
+        if number != number or number in (float("inf"), float("-inf")):
+            raise WindowError(f"{name}: {value!r} is not a time; {hint}")
+        ms = int(number) if abs(number) >= 1e11 else int(number * 1000)
+    else:
+        try:
+            ts = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise WindowError(f"{name}: cannot read {value!r} as a time; {hint}") from exc
+        if pd.isna(ts):
+            raise WindowError(f"{name}: {value!r} is not a time; {hint}")
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        ms = int(ts.timestamp() * 1000)
+    if not 0 <= ms <= reduction.MAX_MS:  # the times a record may carry, too
+        raise WindowError(f"{name}: {value!r} is outside 1970-2262; {hint}")
+    return ms
+
+
+def _check_resources(threads: int | None, memory_limit: str) -> None:
+    """Fail on a thread count or memory limit DuckDB would refuse, before any file is read."""
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise SgauditError(f"--threads {threads!r}: give a whole number of threads, 1 or more")
+    number = re.match(r"\s*([0-9.]+)", str(memory_limit))
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise WindowError(f"{name}: cannot read {value!r} as a time; use ISO 8601 such as "
-                          "2025-02-06T15:00:00Z, or Unix seconds") from exc
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.timestamp() * 1000)
+        duckdb.connect(":memory:").execute(f"SET memory_limit = '{memory_limit}'")
+        ok = number is not None and float(number.group(1)) > 0
+    except (duckdb.Error, ValueError):
+        ok = False
+    if not ok:
+        raise SgauditError(f"--memory-limit {memory_limit!r}: give a size such as 1GB, 512MB or 4GiB")
 
 
 @dataclass
@@ -126,7 +160,9 @@ class Analysis:
     @cached_property
     def problems(self) -> pd.DataFrame:
         """Every malformed line (file, line, value, reason), empty file and unresolved reference."""
-        return pd.DataFrame(self.problems_list, columns=["kind", "resource", "line", "value", "detail"])
+        df = pd.DataFrame(self.problems_list, columns=["kind", "resource", "line", "value", "detail"])
+        df["line"] = df["line"].astype("Int64")  # a whole number, or missing for problems of no line
+        return df
 
     def timeline(self, time_bucket: str = "auto",
                  progress: Callable[[int, int], None] | None = None) -> timeline_.Timeline:
@@ -182,11 +218,11 @@ class Analysis:
 
 
 def analyze(
-    flow_logs: str | Path | Iterable[str | Path],
+    flow_logs: str | Path | Iterable[str | Path] | None,
     inventory: str | Path | Inventory,
     start: str | datetime | None = None,
     end: str | datetime | None = None,
-    log_format: str | None = None,
+    log_format: str | list[str] | None = None,
     *,
     threads: int | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
@@ -204,15 +240,16 @@ def analyze(
     ----------
     flow_logs : path or list of paths
         Flow-log files or folders (walked recursively): text (plain or gzip) with or without a header
-        line, Parquet, or CloudWatch Logs JSON exports; different layouts may be mixed.
+        line, Parquet, or CloudWatch Logs JSON exports; different layouts may be mixed. Required, except
+        with ``engine="athena"``, which reads its table instead (pass ``[]``).
     inventory : path or Inventory
         The snapshot folder (see `sgaudit.inventory`), or one already loaded.
     start, end : str or datetime, optional
         The window ``[start, end)``: records whose ``start`` is outside it are counted, not used.
         ISO 8601 (naive means UTC) or Unix seconds. Default: the span of the records.
-    log_format : str, optional
-        The log format of files without a header line (``${version} ${srcaddr} …`` or plain names).
-        Default: the version-2 default format.
+    log_format : str or list of str, optional
+        The log format of files without a header line (``${version} ${srcaddr} …`` or plain names, or
+        a list of the names). Default: the version-2 default format.
     threads : int, optional
         DuckDB threads; default all cores.
     memory_limit : str
@@ -242,13 +279,19 @@ def analyze(
     -------
     Analysis
     """
+    _check_resources(threads, memory_limit)
     lo = parse_time(start, "--start")
     hi = parse_time(end, "--end")
     if lo is not None and hi is not None and lo >= hi:
         raise WindowError(f"--start {start} is not before --end {end}; the window would be empty")
     inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
+    if isinstance(log_format, (list, tuple)):
+        log_format = " ".join(map(str, log_format))  # field names as a list, as fields.parse_format returns
     fmt = parse_format(log_format) if log_format else None
-    paths = [flow_logs] if isinstance(flow_logs, (str, Path)) else list(flow_logs)
+    paths = ([] if flow_logs is None else [flow_logs] if isinstance(flow_logs, (str, Path)) else list(flow_logs))
+    if not paths and engine != "athena":
+        raise SgauditError("no flow logs given: pass files, folders, s3:// or cloudwatch:// URIs as flow_logs "
+                           "(only engine='athena' reads them where they are)")
     inventory_dir = None if isinstance(inventory, Inventory) else Path(inventory).resolve()
     tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
     try:
@@ -354,22 +397,44 @@ def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowL
     """
     out = [{"kind": "malformed_record", "resource": iface, "value": peer,
             "detail": f"{int(n)} record(s) whose peer address is neither IPv4 nor IPv6"}
-           for iface, peer, n in con.sql("""
+           for iface, peer, n in con.sql(f"""
                SELECT interface_id, peer_addr, sum(records) FROM conversations WHERE family IS NULL
-               GROUP BY ALL ORDER BY 3 DESC LIMIT 1000""").fetchall()]
+               GROUP BY ALL ORDER BY 3 DESC LIMIT {_LISTED_PEERS}""").fetchall()]
+    peers = con.sql("SELECT count(DISTINCT (interface_id, peer_addr)) FROM conversations WHERE family IS NULL"
+                    ).fetchall()[0][0]
+    if peers > _LISTED_PEERS:
+        out.append({"kind": "listing_truncated", "resource": "peer addresses",
+                    "detail": f"{_LISTED_PEERS:,} of {peers:,} (interface, peer) pairs with a peer that is not an "
+                              "address are listed, the most frequent first; the quality table counts them all"})
     by_path = {str(f.path): f for f in files}
-    sources_ = [records.original_path(p) for (p,) in con.sql(
-        "SELECT DISTINCT source_file FROM reduced WHERE bucket = 'malformed' AND source_file IS NOT NULL "
-        "ORDER BY 1 LIMIT 100").fetchall()]
-    for path in sources_:
+    counted = con.sql("SELECT source_file, sum(records) FROM reduced WHERE bucket = 'malformed' "
+                      "AND source_file IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
+    for i, (source, n) in enumerate(counted):
+        path = records.original_path(source)
+        if i == _LISTED_FILES:
+            out.append({"kind": "listing_truncated", "resource": "files",
+                        "detail": f"malformed records are listed for {_LISTED_FILES} of {len(counted):,} files; "
+                                  "the quality table counts them all"})
+            break
         f = by_path.get(path)
-        if f is None:
-            continue
-        for line, text in records.senseless_lines(con, f, lo, hi):
+        listed = records.senseless_lines(con, f, lo, hi, limit=_LISTED_LINES) if f is not None else []
+        for line, text in listed:
             out.append({"kind": "malformed_record", "resource": path, "line": line, "value": text[:300],
-                        "detail": "no start, end, protocol, address or TCP/UDP port, or an action, log-status "
-                                  "or flow-direction that AWS does not write"})
+                        "detail": _SENSELESS})
+        if len(listed) < int(n):
+            # Never a silent gap between the count and the list: say how many were not listed.
+            out.append({"kind": "listing_truncated", "resource": path,
+                        "detail": f"{len(listed):,} of the {int(n):,} malformed records of this file are listed"
+                                  + (" (the first ones)" if len(listed) == _LISTED_LINES else "")
+                                  + "; the quality table counts them all"})
     return out
+
+
+#: How much of the malformed records the problems table lists (the quality table counts every one).
+_LISTED_LINES, _LISTED_FILES, _LISTED_PEERS = 1000, 100, 1000
+
+_SENSELESS = ("no start, end, protocol, address or TCP/UDP port; an action, log-status or flow-direction that "
+              "AWS does not write; an end before the start, a time outside 1970-2262, or negative packets or bytes")
 
 
 def _execute_with_progress(con: duckdb.DuckDBPyConnection, sql: str,

@@ -13,7 +13,7 @@ import duckdb
 from . import __version__
 from .analysis import Analysis, analyze
 from .errors import SgauditError
-from .output import companion, output_kind, write_table
+from .output import check_writable, companion, output_kind, write_table
 from .remote import is_uri
 from .usage import STATUSES
 
@@ -220,7 +220,8 @@ def _analyze(args: argparse.Namespace) -> Analysis:
 
 
 def _usage(args: argparse.Namespace) -> int:
-    output_kind(args.out)  # an unknown extension fails before the analysis, not after it
+    output_kind(args.out)  # an unknown extension or an unwritable place fails before the analysis, not after
+    check_writable(args.out)
     t0 = time.perf_counter()
     result = _analyze(args)
     try:
@@ -234,8 +235,13 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def _markdown_or_table(path: str) -> str:
-    """``md`` for a Markdown file, else the table format of the extension (an unknown one is an error)."""
-    return "md" if Path(path).suffix.lower() == ".md" else output_kind(Path(path))
+    """``md`` for a Markdown file, else the table format of the extension (an unknown one is an error).
+
+    Also fails on a path that cannot be written: before the analysis, not after it.
+    """
+    kind = "md" if Path(path).suffix.lower() == ".md" else output_kind(Path(path))
+    check_writable(path)
+    return kind
 
 
 def _findings(args: argparse.Namespace) -> int:
@@ -405,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sgaudit: error: the analysis needed more than its memory limit ({first}). Run again with a "
               "larger --memory-limit (e.g. 2GB) or fewer --threads, or split the window with --start/--end.",
               file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file that cannot be read or written (permissions, a full disk, a folder where a file should be).
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"sgaudit: error: {where}{exc.strerror or exc}. Check the path and its permissions.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sgaudit: interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,23 @@ def output_kind(path: Path) -> str:
     if kind is None:
         raise SgauditError(f"{path}: unknown output extension {Path(path).suffix!r}; use .csv, .jsonl or .parquet")
     return kind
+
+
+def check_writable(path: str | Path) -> None:
+    """Fail before the analysis, not after it, on an output path that cannot be written.
+
+    Raises
+    ------
+    SgauditError
+        When ``path`` is a folder, or its nearest existing folder cannot be written to.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SgauditError(f"{path}: is a folder; give the name of a file to write, e.g. {path / 'usage.csv'}")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise SgauditError(f"{path}: cannot write there ({parent} is not a folder you can write to); "
+                           "choose another --out")
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

@@ -34,6 +34,9 @@ that is the threshold; everything downstream is in milliseconds.
 
 from __future__ import annotations
 
+#: The latest time a record may carry, in Unix milliseconds: the last moment a pandas timestamp holds (2262).
+MAX_MS = 9_223_372_036_854
+
 #: Bit values of the three facts, and the multipliers of the four slots (see the module docstring).
 SYN, SYNACK, RST = 1, 2, 4
 SLOT_ACC_A, SLOT_ACC_B, SLOT_REJ_A, SLOT_REJ_B = 1, 8, 64, 512  # side b's slot = side a's × 8
@@ -42,14 +45,17 @@ _MS = "CASE WHEN {c} >= 100000000000 THEN {c} ELSE {c} * 1000 END"
 
 # A record that passes these checks is "ok": it goes on to conversations. The order only decides which
 # bucket a record with several faults counts in; each record counts once.
+# Times before 1970 or past 2262 (the last moment a pandas timestamp holds), an end before the start and
+# negative counts are no record AWS writes: they are malformed rather than stretching the window or sums.
 _BUCKET = """
 CASE
-    WHEN start_ms IS NULL THEN 'malformed'
+    WHEN start_ms IS NULL OR start_ms < 0 OR start_ms > {max_ms} THEN 'malformed'
     WHEN start_ms < {lo} OR start_ms >= {hi} THEN 'outside_window'
     WHEN log_status = 'NODATA' THEN 'nodata'
     WHEN log_status = 'SKIPDATA' THEN 'skipdata'
     WHEN coalesce(log_status, 'OK') <> 'OK'
       OR action IS NULL OR action NOT IN ('ACCEPT', 'REJECT')
+      OR end_ms < start_ms OR end_ms > {max_ms} OR packets < 0 OR bytes < 0
       OR protocol IS NULL OR end_ms IS NULL OR srcaddr IS NULL OR dstaddr IS NULL
       OR (protocol IN (6, 17) AND (srcport IS NULL OR dstport IS NULL))
       OR (flow_direction IS NOT NULL AND flow_direction NOT IN ('ingress', 'egress'))
@@ -143,7 +149,8 @@ def bucket_sql(records: str, lo_ms: int, hi_ms: int) -> str:
     The reduction's first step, and on its own the way to find the lines of a few malformed records again.
     """
     start_ms, end_ms = _MS.format(c="start"), _MS.format(c='"end"')
-    return (f"SELECT *, {_BUCKET.format(lo=int(lo_ms), hi=int(hi_ms))} AS bucket FROM "
+    bucket = _BUCKET.format(lo=int(lo_ms), hi=int(hi_ms), max_ms=MAX_MS)
+    return (f"SELECT *, {bucket} AS bucket FROM "
             f"(SELECT *, {start_ms} AS start_ms, {end_ms} AS end_ms FROM {records}) AS timed")
 
 
