@@ -7,8 +7,9 @@ Every reduced row (and so every record in it) lands in exactly one bucket:
 ``nodata`` / ``skipdata``      log-status NODATA / SKIPDATA in the window: coverage only
 ``malformed``                  a record that does not make sense (no start, an action other than
                                ACCEPT/REJECT, an address that is not IPv4 or IPv6, missing ports for TCP/UDP,
-                               an unknown log-status or flow-direction); lines the reader could not even
-                               type are counted as malformed too, with file and line
+                               an unknown log-status or flow-direction, an end before the start, a time
+                               outside 1970-2262, negative counts); lines the reader could not even type
+                               are counted as malformed too, with file and line
 ``outside_window``             its ``start`` is outside ``[--start, --end)``
 ``unattributable``             no interface (``-``, e.g. regional NAT gateway traffic), or, without
                                ``flow-direction``, neither address belongs to the interface
