@@ -104,6 +104,16 @@ def _truncate(path: Path) -> Path:
     return path
 
 
+def test_summary_warns_when_no_interface_of_the_snapshot_is_in_the_logs(setup, capsys):
+    tmp_path, inv, log = setup
+    assert main(usage_args(log, inv, tmp_path / "ok.csv")) == 0
+    assert "warning" not in capsys.readouterr().out
+    other = write_log(tmp_path / "other" / "flow.log.gz", handshake("eni-0other", "192.0.2.7", "10.9.0.5", 40000, 443))
+    assert main(usage_args(other, inv, tmp_path / "other.csv")) == 0
+    assert "no interface of the snapshot is in these logs: is the snapshot of another account or region" in (
+        capsys.readouterr().out)
+
+
 @pytest.mark.parametrize("case", [
     "missing-inventory-file", "missing-inventory-folder", "truncated-gzip", "xlsx-output", "no-such-log",
     "unknown-header-field", "bad-start", "out-is-a-folder", "threads-negative", "memory-limit-not-a-size",

@@ -177,8 +177,13 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
     ]
     cov = result.coverage
     snap = cov[cov["in_snapshot"]]
+    outside = int((~cov["in_snapshot"]).sum())
     lines.append(f"interfaces  {int(snap['observed'].sum())} of {len(snap)} in the snapshot observed; "
-                 f"{int((~cov['in_snapshot']).sum())} in the logs but not in the snapshot")
+                 f"{outside} in the logs but not in the snapshot")
+    if outside and not snap["observed"].any():
+        # Not an error (SPEC: such records count for coverage only), but almost always a mix-up.
+        lines.append("warning     no interface of the snapshot is in these logs: is the snapshot of another "
+                     "account or region than the flow logs?")
     counts = result.usage["status"].value_counts()
     lines.append(f"rules       {len(result.usage)}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
     lines.append("records")
