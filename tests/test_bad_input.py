@@ -263,9 +263,9 @@ def test_an_empty_file_alone(tmp_path, kind):
     assert quality(result)["total"] == 0
     assert row(result, "sgr-http")["status"] == "unobserved"
     assert result.window == (None, None)
-    if kind != "gzip-header-only":  # a header is something; a file with nothing in it is listed
-        listed = result.problems[result.problems["kind"] == "empty_file"]
-        assert listed["resource"].tolist() == [str(log)]
+    # A file with only a header holds no records either: every kind is listed.
+    listed = result.problems[result.problems["kind"] == "empty_file"]
+    assert listed["resource"].tolist() == [str(log)]
 
 
 def test_empty_files_beside_a_good_one(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from . import fields
+from . import fields, sources
 from .errors import FlowLogReadError
 from .sources import FlowLogFile, cloudwatch_messages
 
@@ -55,8 +55,8 @@ def group_files(files: list[FlowLogFile]) -> list[FileGroup]:
     return list(groups.values())
 
 
-def _select_used(available: tuple[str, ...], cast: bool) -> str:
-    """The USED columns, typed, from a scan whose columns are ``available`` (AWS names)."""
+def _typed_used(available: tuple[str, ...], cast: bool) -> list[str]:
+    """The USED columns, typed, from columns named ``available`` (AWS names); cast with ``TRY_CAST``."""
     cols = []
     for name in fields.USED:
         fld = fields.BY_NAME[name]
@@ -68,10 +68,21 @@ def _select_used(available: tuple[str, ...], cast: bool) -> str:
         else:
             expr = f"CAST(NULL AS {fld.sql_type})"
         cols.append(f'{expr} AS "{fld.column}"')
+    return cols
+
+
+def _select_used(available: tuple[str, ...], cast: bool) -> str:
+    """The USED columns, typed, from a scan whose columns are ``available`` (AWS names)."""
     # The file a record came from: kept by the reduction for malformed records only, so that they can be
-    # listed with their line afterwards (`malformed_lines`).
-    cols.append("filename AS source_file")
-    return ", ".join(cols)
+    # listed with their line afterwards (`senseless_lines`).
+    return ", ".join(_typed_used(available, cast) + ["filename AS source_file"])
+
+
+def _parquet_source(paths: list[Path], columns: tuple[str, ...], names: tuple[str, ...], extra: str = "") -> str:
+    """Parquet files with their columns renamed to AWS's names (they carry underscore names)."""
+    renames = ", ".join(f'"{c}" AS "{n}"' for c, n in zip(columns, names, strict=True))
+    return (f"(SELECT {renames}, filename{extra} FROM read_parquet({_file_list(paths)}, union_by_name=true, "
+            f"filename=true{', file_row_number=true' if extra else ''}))")
 
 
 def scan_sql(group: FileGroup, workdir: Path) -> str:
@@ -90,10 +101,7 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
         ``(SELECT … FROM read_csv(…))`` ready to use as a subquery.
     """
     if group.kind == "parquet":
-        # Parquet columns carry underscore names; rename them to AWS's names first.
-        renames = ", ".join(f'"{c}" AS "{n}"' for c, n in zip(group.columns, group.fields, strict=True))
-        src = (f"(SELECT {renames}, filename FROM read_parquet({_file_list(group.paths)}, union_by_name=true, "
-               "filename=true))")
+        src = _parquet_source(group.paths, group.columns, group.fields)
         return f"(SELECT {_select_used(group.fields, cast=True)} FROM {src})"
     paths = group.paths
     if group.kind == "cloudwatch-json":
@@ -153,56 +161,139 @@ def rejected_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, 
 
 
 def raise_read_error(exc: Exception, group: FileGroup) -> None:
-    """Turn a DuckDB IO error into a `FlowLogReadError` that names the file and says what to do."""
+    """Turn a DuckDB IO error into a `FlowLogReadError` that names the file and says what to do.
+
+    DuckDB's message says little (``Input is not a GZIP stream`` names no file), so on this path, which
+    ends the analysis anyway, the files are looked at again to say which one is damaged and how.
+    """
     msg = str(exc)
-    culprit = next((str(p) for p in group.paths if str(p) in msg), None)
+    # The longest path the message names: a.log.gz rather than a.log when both are read.
+    culprit = max((p for p in group.paths if str(p) in msg), key=lambda p: len(str(p)), default=None)
+    suspects = [culprit] if culprit else list(group.paths)
+    if "GZIP" in msg.upper() and group.gzip:
+        for path in suspects:
+            sources.check_gzip(path)  # raises, naming the damage, for the first damaged file
+    if "state machine" in msg and group.kind == "text":
+        for path in suspects:
+            _check_line_endings(path, group.gzip)
     where = culprit or ", ".join(str(p) for p in group.paths[:3]) + (" …" if len(group.paths) > 3 else "")
     hint = (
         "The gzip data ends early: the file was cut short in transfer. Download it again, or leave it "
         "out of --flow-logs."
-        if "GZIP" in msg.upper() or "gzip" in msg else "Check that the file is a VPC flow log."
+        if "GZIP" in msg.upper() or "gzip" in msg else
+        "Check that the file is a VPC flow log: text with one record per line and its fields separated by "
+        "single spaces."
     )
     raise FlowLogReadError(f"{where}: cannot read ({msg.splitlines()[0]}). {hint}") from exc
 
 
+def _check_line_endings(path: Path, is_gzip: bool) -> None:
+    """Raise a clear error for a text file whose lines do not all end alike, which DuckDB cannot read.
+
+    DuckDB takes the line ending from the start of a file (LF or CR LF) and fails on any other one later
+    (a CR LF line among LF ones, a blank line that is just CR), without a line number.
+    """
+    crlf = None  # whether line 1 ends with CR LF
+    with (gzip.open if is_gzip else open)(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):  # binary lines end at LF only, as DuckDB's do
+            line = raw.removesuffix(b"\n")
+            cr = line.endswith(b"\r")
+            crlf = cr if crlf is None else crlf
+            if b"\r" in (line[:-1] if cr else line):
+                what = "holds a carriage return (CR, \\r) inside it"
+            elif cr != crlf:
+                what = ("ends with a bare LF while line 1 ends with CR LF" if crlf
+                        else "ends with CR LF (Windows) while line 1 ends with a bare LF")
+            else:
+                continue
+            fix = "zcat FILE | tr -d '\\r' | gzip > FIXED.gz" if is_gzip else "tr -d '\\r' < FILE > FIXED"
+            raise FlowLogReadError(
+                f"{path}, line {i}: the line {what}; a file must end all its lines alike to be read. Remove "
+                f"the carriage returns ({fix}), then pass the fixed file."
+            )
+
+
 def _lines(f: FlowLogFile) -> list[str]:
+    """A file's lines as the reader sees them: numbered alike, and split at the same line endings.
+
+    DuckDB ends lines at LF (a CR before it is part of the ending: a file of CR LF lines is read) and at
+    nothing else, where Python's ``splitlines`` also splits at form feeds and other characters.
+    """
     if f.kind == "cloudwatch-json":
         return cloudwatch_messages(f.path)
-    opener = gzip.open if f.gzip else open
-    with opener(f.path, "rt", encoding="utf-8", errors="replace") as fh:
-        return fh.read().splitlines()
+    # DuckDB does not check a gzip file's checksum; this does, and names a damaged file rather than fail.
+    data = sources.gunzip(f.path) if f.gzip else f.path.read_bytes()
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the line ending of the last line
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _rejected_line_numbers(con: duckdb.DuckDBPyConnection, path: Path) -> set[int]:
+    """The lines of one file that the reader could not type (and `rejected_lines` lists already)."""
+    read_as = [str(path)] + [text for text, original in _unpacked.items() if original == str(path)]
+    try:
+        rows = con.sql(
+            f"""
+            SELECT DISTINCT e.line FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id)
+            WHERE s.file_path IN ({", ".join(_sql_str(p) for p in read_as)})
+            """
+        ).fetchall()
+    except duckdb.CatalogException:
+        return set()  # no text scan ran, so there is no rejects table
+    return {int(n) for (n,) in rows}
+
+
+def _text_records(con: duckdb.DuckDBPyConnection, f: FlowLogFile) -> str | None:
+    """The typed lines of a text file or CloudWatch export, with ``line`` and ``text``, as a table expression.
+
+    Lines are split at single spaces, as the reader does: a tab or a no-break space stays inside a value.
+    Lines the reader could not type are left out: they are listed already, each malformed record once.
+    """
+    rejected = _rejected_line_numbers(con, f.path)
+    rows = []
+    for i, text in enumerate(_lines(f), 1):
+        if (f.header and i == 1) or not text or i in rejected:
+            continue  # the reader passes over blank lines too
+        values = text.split(" ")
+        if len(values) == len(f.fields):
+            rows.append([i, text] + [None if v == "-" else v for v in values])
+    if not rows:
+        return None
+    con.register("_lines", pd.DataFrame(rows, columns=["line", "text"] + list(f.fields), dtype=object))
+    return f"(SELECT line, text, {', '.join(_typed_used(f.fields, cast=True))} FROM _lines)"
+
+
+def _parquet_records(f: FlowLogFile) -> str:
+    """The typed rows of a Parquet file, with ``line`` (the row number from 1) and ``text`` (its values)."""
+    text = "concat_ws(' ', " + ", ".join(f"coalesce(CAST(\"{n}\" AS VARCHAR), '-')" for n in f.fields) + ")"
+    src = _parquet_source([f.path], f.columns, f.fields, extra=", file_row_number")
+    return (f"(SELECT file_row_number + 1 AS line, {text} AS text, {', '.join(_typed_used(f.fields, cast=True))} "
+            f"FROM {src})")
 
 
 def senseless_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | None, hi: int | None,
                     limit: int = 1000) -> list[tuple[int, str]]:
     """Lines of one file that type correctly but that the reduction counts as malformed: (line, text).
 
-    Applies the reduction's own bucket expression (`reduction.bucket_sql`) to the file's lines, so the
-    listing cannot disagree with the count.
+    Applies the reduction's own bucket expression (`reduction.bucket_sql`) to the file's lines (rows of a
+    Parquet file, numbered from 1, their values as text), so the listing cannot disagree with the count.
     """
     from . import reduction
 
-    if f.kind not in ("text", "cloudwatch-json"):
+    if f.kind == "parquet":
+        records = _parquet_records(f)
+    elif f.kind in ("text", "cloudwatch-json"):
+        records = _text_records(con, f)
+    else:
         return []
-    rows = []
-    for i, text in enumerate(_lines(f), 1):
-        if (f.header and i == 1) or not text.strip():
-            continue
-        values = text.split()
-        if len(values) == len(f.fields):
-            rows.append([i, text] + [None if v == "-" else v for v in values])
-    if not rows:
+    if records is None:
         return []
-    df = pd.DataFrame(rows, columns=["line", "text"] + list(f.fields), dtype=object)
-    typed = ", ".join(
-        f'TRY_CAST("{fields.BY_NAME[n].name}" AS {fields.BY_NAME[n].sql_type}) AS "{fields.BY_NAME[n].column}"'
-        if n in f.fields else f'CAST(NULL AS {fields.BY_NAME[n].sql_type}) AS "{fields.BY_NAME[n].column}"'
-        for n in fields.USED)
-    con.register("_lines", df)
     try:
-        sql = reduction.bucket_sql(f"(SELECT line, text, {typed} FROM _lines)",
-                                   lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
+        sql = reduction.bucket_sql(records, lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
         return con.sql(f"SELECT line, text FROM ({sql}) WHERE bucket = 'malformed' ORDER BY line "
                        f"LIMIT {int(limit)}").fetchall()
     finally:
-        con.unregister("_lines")
+        if f.kind != "parquet":
+            con.unregister("_lines")

@@ -1,0 +1,334 @@
+"""Reading damaged or odd files: a clear error naming the file, line and fix, or a counted and listed record.
+
+The files here are ones a user really meets: exports re-saved in another encoding or cut short, folders
+and files without permission, CloudWatch events with empty or multi-line messages, Windows line endings,
+byte-order marks, archives passed instead of their contents. Every malformed record is counted once and
+listed once, with its file and line (or Parquet row).
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import gzip
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sgaudit
+from builders import T0, V2, V5, Snapshot, handshake, line, rec, row, write_text
+from sgaudit import sources
+
+SERVER, CLIENT = "10.0.0.5", "198.51.100.7"
+GOOD = handshake("eni-a", CLIENT, SERVER, 40000, 80)
+PROBE = rec("eni-a", "198.51.100.8", SERVER, 40001, 80, flags=2, direction="ingress")
+
+
+def web_snapshot(tmp_path: Path) -> Path:
+    snap = Snapshot().group("sg-web", "web")
+    snap.rule("sgr-http", "sg-web", "tcp", 80, cidr="0.0.0.0/0")
+    snap.interface("eni-a", SERVER, groups=["sg-web"])
+    return snap.write(tmp_path / "inv")
+
+
+def quality(result: sgaudit.Analysis) -> dict[str, int]:
+    q = result.quality.set_index("bucket")["records"].to_dict()
+    assert sum(v for k, v in q.items() if k != "total") == q["total"], "buckets must add up to the total"
+    return q
+
+
+def listed(result: sgaudit.Analysis, path: Path) -> list[list]:
+    """The malformed records listed for one file: [line, value], by line."""
+    p = result.problems
+    rows = p[(p["resource"] == str(path)) & p["kind"].isin(["malformed_line", "malformed_record"])]
+    return sorted([int(n), v] for n, v in zip(rows["line"], rows["value"], strict=True))
+
+
+def with_value(field: str, value: str, r: dict = PROBE) -> str:
+    """A record as a V5 line, with one field replaced by ``value``."""
+    values = line(r, V5).split()
+    values[V5.index(field)] = value
+    return " ".join(values)
+
+
+def export(messages: list[str], **dump) -> str:
+    """What ``aws logs filter-log-events`` prints for these messages."""
+    events = [{"logStreamName": "eni-a-all", "timestamp": T0 * 1000, "message": m, "ingestionTime": T0 * 1000,
+               "eventId": str(i)} for i, m in enumerate(messages)]
+    return json.dumps({"events": events, "searchedLogStreams": []}, **dump)
+
+
+def good_export(**dump) -> str:
+    return export([line(r, V5) for r in GOOD], **dump)
+
+
+# --- A. CloudWatch exports that cannot be read -----------------------------------------------------------
+
+
+def test_cloudwatch_export_in_latin1_names_the_byte_and_the_encoding(tmp_path):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "events.json"
+    log.write_bytes(good_export(ensure_ascii=False).replace("eni-a-all", "café").encode("latin-1"))
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    msg = str(exc.value)
+    assert str(log) in msg and "0xe9" in msg and "not UTF-8" in msg and "iconv" in msg
+
+
+def test_cut_gzipped_cloudwatch_export_says_it_ends_early(tmp_path):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "events.json.gz"
+    data = gzip.compress(export([line(PROBE, V5)] * 200).encode())
+    log.write_bytes(data[: len(data) // 2])
+    with pytest.raises(sgaudit.FlowLogReadError, match="the gzip data ends early") as exc:
+        sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    assert str(log) in str(exc.value) and "Download it again" in str(exc.value)
+
+
+@pytest.mark.parametrize("cut", [-30, -3])
+def test_cut_pretty_printed_export_says_where_it_breaks_off(tmp_path, cut):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "events.json"
+    text = good_export(indent=4)
+    log.write_text(text[:cut])  # -30: inside the last event's fields, -3: between the closing brackets
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    msg = str(exc.value)
+    last = text[:cut].rstrip().splitlines()
+    assert f"{log}: the JSON document breaks off at line {len(last)}, column {len(last[-1])}" in msg
+    assert "truncated" in msg and "filter-log-events" in msg
+    assert "line 1: not JSON" not in msg
+
+
+# --- B. Folders and files without permission ------------------------------------------------------------
+
+
+@pytest.fixture
+def deny(monkeypatch):
+    """Make a file or folder unreadable: chmod 000, and, for root (who reads anyway), fail as the OS would."""
+    denied: list[Path] = []
+
+    def deny_(path: Path) -> Path:
+        error = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        if os.geteuid() == 0 and path.is_dir():
+            scandir = os.scandir
+
+            def fake_scandir(p="."):
+                if not isinstance(p, int) and Path(p) == path:  # shutil.rmtree scans by descriptor
+                    raise error
+                return scandir(p)
+
+            monkeypatch.setattr(os, "scandir", fake_scandir)
+        elif os.geteuid() == 0:
+            def fake_open(p, *args, **kwargs):
+                if Path(p) == path:
+                    raise error
+                return open(p, *args, **kwargs)
+
+            monkeypatch.setattr(sources, "open", fake_open, raising=False)
+        path.chmod(0)
+        denied.append(path)
+        return path
+
+    yield deny_
+    for path in denied:
+        path.chmod(0o755)  # so that the temporary folder can be removed
+
+
+def test_unreadable_subfolder_is_an_error_naming_it(tmp_path, deny):
+    inv = web_snapshot(tmp_path)
+    write_text(tmp_path / "logs" / "a.log.gz", [" ".join(V5)] + [line(r, V5) for r in GOOD])
+    write_text(tmp_path / "logs" / "sub" / "b.log.gz", [" ".join(V5), line(PROBE, V5)])
+    sub = deny(tmp_path / "logs" / "sub")
+    with pytest.raises(sgaudit.FlowLogReadError, match="cannot list the folder") as exc:
+        sgaudit.analyze(tmp_path / "logs", inv)
+    assert str(exc.value).startswith(f"{sub}: ") and "Permission denied" in str(exc.value)
+
+
+def test_unreadable_file_is_an_error_naming_it(tmp_path, deny):
+    inv = web_snapshot(tmp_path)
+    write_text(tmp_path / "logs" / "a.log.gz", [" ".join(V5)] + [line(r, V5) for r in GOOD])
+    b = deny(write_text(tmp_path / "logs" / "b.log.gz", [" ".join(V5), line(PROBE, V5)]))
+    with pytest.raises(sgaudit.FlowLogReadError, match="cannot be opened") as exc:
+        sgaudit.analyze(tmp_path / "logs", inv)
+    assert str(exc.value).startswith(f"{b}: ") and "Permission denied" in str(exc.value)
+
+
+# --- C. CloudWatch events: one event, one record, one line ----------------------------------------------
+
+
+@pytest.mark.parametrize("message", ["", "  \t "], ids=["empty", "whitespace"])
+def test_empty_cloudwatch_message_is_one_malformed_record(tmp_path, message):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "events.json"
+    log.write_text(export([line(GOOD[0], V5), message, line(GOOD[1], V5), "not a record"]))
+    result = sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    q = quality(result)
+    assert (q["total"], q["malformed"], q["conversation"]) == (4, 2, 2)
+    assert listed(result, log) == [[2, sources.EMPTY_MESSAGE], [4, "not a record"]]
+
+
+def test_line_break_in_a_cloudwatch_message_keeps_one_record_per_event(tmp_path):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "events.json"
+    log.write_text(export([line(GOOD[0], V5), "garbage\nmore garbage\r\n", line(GOOD[1], V5), "bad event"]))
+    result = sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    q = quality(result)
+    assert (q["total"], q["malformed"], q["conversation"]) == (4, 2, 2)
+    assert listed(result, log) == [[2, "garbage more garbage"], [4, "bad event"]]
+    assert row(result, "sgr-http")["evidence"] == "established"
+
+
+# --- D, E, F. Every malformed record listed, once -------------------------------------------------------
+
+
+def test_line_with_a_tab_or_no_break_space_inside_a_value_is_listed(tmp_path):
+    inv = web_snapshot(tmp_path)
+    tab, nbsp = with_value("action", "ACCEPT\tX"), with_value("action", "ACCEPT\u00a0")
+    log = write_text(tmp_path / "flow.log.gz", [" ".join(V5), line(GOOD[0], V5), tab, nbsp, line(GOOD[1], V5)])
+    result = sgaudit.analyze(log, inv)
+    assert quality(result)["malformed"] == 2
+    assert listed(result, log) == [[3, tab], [4, nbsp]]
+
+
+def test_parquet_rows_that_fail_typing_are_listed_with_their_row_number(tmp_path):
+    inv = web_snapshot(tmp_path)
+    recs = [GOOD[0], PROBE, GOOD[1], PROBE]
+    cols = {n.replace("-", "_"): pa.array([None if r[n] is None else str(r[n]) for r in recs]) for n in V5}
+    cols["srcport"] = pa.array(["40000", "abc", "80", "99999"])
+    log = tmp_path / "flow.parquet"
+    pq.write_table(pa.table(cols), log)
+    result = sgaudit.analyze(log, inv)
+    q = quality(result)
+    assert (q["total"], q["malformed"], q["conversation"]) == (4, 2, 2)
+    assert listed(result, log) == [[2, with_value("srcport", "abc")], [4, with_value("srcport", "99999")]]
+    assert not (result.problems["kind"] == "listing_truncated").any()
+
+
+def test_line_that_fails_typing_is_listed_once_beside_another_malformed_record(tmp_path):
+    inv = web_snapshot(tmp_path)
+    untyped, senseless = with_value("srcport", "abc"), with_value("action", "MAYBE", GOOD[1])
+    log = write_text(tmp_path / "flow.log.gz", [" ".join(V5), untyped, senseless, line(GOOD[0], V5)])
+    result = sgaudit.analyze(log, inv)
+    assert quality(result)["malformed"] == 2
+    assert listed(result, log) == [[2, untyped], [3, senseless]]
+
+
+# --- G. Line endings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad,where", [
+    pytest.param(lambda ls: ls[:3] + [ls[3] + "\r"] + ls[4:], "line 4: the line ends with CR LF", id="one-crlf"),
+    pytest.param(lambda ls: ls[:2] + ["\r"] + ls[2:], "line 3: the line ends with CR LF", id="blank-cr"),
+    pytest.param(lambda ls: [s + "\r" for s in ls[:2]] + ls[2:], "line 3: the line ends with a bare LF",
+                 id="lf-in-crlf"),
+])
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_mixed_line_endings_name_the_line_and_the_fix(tmp_path, bad, where, compress):
+    inv = web_snapshot(tmp_path)
+    lines = [" ".join(V5), line(GOOD[0], V5), line(PROBE, V5), line(GOOD[1], V5), line(PROBE, V5)]
+    log = write_text(tmp_path / "flow.log", bad(lines), compress=compress)
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv)
+    msg = str(exc.value)
+    assert msg.startswith(f"{log}, {where}") and "tr -d '\\r'" in msg
+
+
+def test_file_of_crlf_lines_is_read(tmp_path):
+    inv = web_snapshot(tmp_path)
+    lines = [" ".join(V5), line(GOOD[0], V5), with_value("action", "MAYBE"), line(GOOD[1], V5)]
+    log = write_text(tmp_path / "flow.log", [s + "\r" for s in lines])
+    result = sgaudit.analyze(log, inv)
+    assert (quality(result)["malformed"], row(result, "sgr-http")["evidence"]) == (1, "established")
+    assert listed(result, log) == [[3, with_value("action", "MAYBE")]]
+
+
+# --- H. Byte-order marks and files that are no flow log -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["header", "no-header", "cloudwatch-json"])
+def test_utf8_byte_order_mark_is_passed_over(tmp_path, kind):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "flow.log"
+    if kind == "cloudwatch-json":
+        text = good_export(indent=2)
+    else:
+        fmt = V5 if kind == "header" else V2
+        text = "".join(s + "\n" for s in ([" ".join(fmt)] if kind == "header" else [])
+                       + [line(r, fmt) for r in GOOD] + [line(PROBE, fmt).replace("ACCEPT", "MAYBE")])
+    log.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = sgaudit.analyze(log, inv, log_format=" ".join(V5) if kind == "cloudwatch-json" else None)
+    assert row(result, "sgr-http")["connections"] == 1
+    q = quality(result)
+    if kind != "cloudwatch-json":
+        assert q["malformed"] == 1
+        assert listed(result, log) == [[3 + (kind == "header"), line(PROBE, V2 if kind == "no-header" else V5)
+                                        .replace("ACCEPT", "MAYBE")]]
+
+
+def _zip(text: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("flow.log", text)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("encode,what", [
+    pytest.param(lambda t: t.decode().encode("utf-16"), "is UTF-16 text", id="utf-16"),
+    pytest.param(lambda t: t.decode().encode("utf-16-le"), "is UTF-16 text", id="utf-16-no-bom"),
+    pytest.param(lambda t: gzip.compress(t.decode().encode("utf-16")), "inside the gzip data is UTF-16 text",
+                 id="gzip-utf-16"),
+    pytest.param(_zip, "is a zip archive", id="zip"),
+    pytest.param(bz2.compress, "is bzip2-compressed", id="bzip2"),
+])
+def test_files_that_are_no_flow_log_are_named_by_their_first_bytes(tmp_path, encode, what):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "flow.log"
+    log.write_bytes(encode("".join(s + "\n" for s in [" ".join(V5)] + [line(r, V5) for r in GOOD]).encode()))
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv)
+    msg = str(exc.value)
+    assert msg.startswith(f"{log}: the file {what}, not a flow log") and "--format" not in msg
+
+
+# --- I. Files without records ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["header-only", "header-and-blank-lines", "no-events", "no-events-gzip"])
+def test_header_only_file_and_export_without_events_are_listed_as_empty(tmp_path, kind):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "logs" / "empty.log"
+    if kind.startswith("header"):
+        write_text(log, [" ".join(V5)] + (["", "  "] if "blank" in kind else []), compress=False)
+    else:
+        data = json.dumps({"events": [], "searchedLogStreams": [{"logStreamName": "eni-a-all"}]}).encode()
+        log.parent.mkdir()
+        log.write_bytes(gzip.compress(data) if "gzip" in kind else data)
+    write_text(tmp_path / "logs" / "good.log.gz", [" ".join(V5)] + [line(r, V5) for r in GOOD])
+    result = sgaudit.analyze(tmp_path / "logs", inv)
+    assert quality(result)["total"] == 2
+    empty = result.problems[result.problems["kind"] == "empty_file"]
+    assert empty["resource"].tolist() == [str(log)]
+
+
+# --- J. gzip damage, told apart -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["flow.log.gz", "events.json.gz"])
+def test_gzip_with_trailing_bytes_says_so(tmp_path, name):
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / name
+    text = good_export() if name.startswith("events") else "".join(
+        s + "\n" for s in [" ".join(V5)] + [line(r, V5) for r in GOOD])
+    data = gzip.compress(text.encode())
+    log.write_bytes(data + b"some junk appended")
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    msg = str(exc.value)
+    assert msg.startswith(f"{log}: 18 trailing bytes after the gzip data (which ends at byte {len(data)}")
+    assert "ends early" not in msg and "Download it again" in msg
