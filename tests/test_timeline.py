@@ -59,6 +59,8 @@ def test_auto_bucket_counts_the_columns_of_a_window_off_the_bucket_grid():
     assert len(bucket_starts(window, pd.Timedelta("1h"))) == 73
     assert choose_bucket(window, "auto") == pd.Timedelta("2h")
     assert len(bucket_starts(window, pd.Timedelta("2h"))) == 37
+    # A window of decades is answered without listing its minutes.
+    assert choose_bucket((pd.Timestamp("1970-01-01", tz="UTC"), lo), "auto") == pd.Timedelta("30D")
 
 
 def test_explicit_bucket_and_bad_bucket():

@@ -100,7 +100,7 @@ def choose_bucket(window: tuple[pd.Timestamp | None, pd.Timestamp | None], time_
         for size in NICE_BUCKETS:
             # Columns as `build` lays them out: buckets start at multiples of the width since the epoch,
             # so a window that does not start on one can take a column more than its span alone.
-            if len(bucket_starts(window, pd.Timedelta(size))) <= MAX_BUCKETS:
+            if _bucket_count(window, pd.Timedelta(size)) <= MAX_BUCKETS:
                 return pd.Timedelta(size)
         return pd.Timedelta(NICE_BUCKETS[-1])
     try:
@@ -248,6 +248,13 @@ def bucket_starts(window: tuple[pd.Timestamp | None, pd.Timestamp | None], width
         return pd.DatetimeIndex([], tz="UTC")
     last = max(w_lo, w_hi - pd.Timedelta("1ms"))
     return pd.date_range(_floor(w_lo, width), _floor(last, width), freq=width)
+
+
+def _bucket_count(window: tuple[pd.Timestamp, pd.Timestamp], width: pd.Timedelta) -> int:
+    """``len(bucket_starts(window, width))``, counted without listing them (a long window has millions)."""
+    w_lo, w_hi = window
+    last = max(w_lo, w_hi - pd.Timedelta("1ms"))
+    return int((_floor(last, width) - _floor(w_lo, width)) // width) + 1
 
 
 def _floor(ts: pd.Timestamp, width: pd.Timedelta) -> pd.Timestamp:
