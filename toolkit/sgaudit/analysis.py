@@ -73,11 +73,14 @@ def _check_resources(threads: int | None, memory_limit: str) -> None:
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise SgauditError(f"--threads {threads!r}: give a whole number of threads, 1 or more")
     number = re.match(r"\s*([0-9.]+)", str(memory_limit))
+    con = duckdb.connect(":memory:")
     try:
-        duckdb.connect(":memory:").execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
         ok = number is not None and float(number.group(1)) > 0
     except (duckdb.Error, ValueError):
         ok = False
+    finally:
+        con.close()
     if not ok:
         raise SgauditError(f"--memory-limit {memory_limit!r}: give a size such as 1GB, 512MB or 4GiB")
 
