@@ -255,6 +255,14 @@ def test_unreadable_folder_in_a_tree_is_an_error_not_a_skipped_region(tmp_path, 
                  "SecurityGroupRules[1] (sgr-ssh): FromPort 80 and ToPort -1 mix a port with -1", id="ports-half-all"),
     pytest.param(RULES, lambda d: rule(1)(d).update(PrefixListId="pl-corp"),
                  "SecurityGroupRules[1] (sgr-ssh): has both CidrIpv4 and PrefixListId", id="two-peers"),
+    # IDs go into the AWS CLI commands of the plan and the findings: as an option, or as shell.
+    pytest.param(RULES, lambda d: rule(1)(d).__setitem__("SecurityGroupRuleId", "--endpoint-url=https://x.example"),
+                 "SecurityGroupRules[1]: SecurityGroupRuleId '--endpoint-url=https://x.example' is not an AWS ID "
+                 "of the form sgr-…", id="rule-id-option"),
+    pytest.param(RULES, lambda d: rule(1)(d).__setitem__("GroupId", "sg-$(reboot)"),
+                 "GroupId 'sg-$(reboot)' is not an AWS ID of the form sg-…", id="group-id-shell"),
+    pytest.param(ENIS, lambda d: eni(0)(d).__setitem__("NetworkInterfaceId", "eni a"),
+                 "NetworkInterfaceId 'eni a' is not an AWS ID of the form eni-…", id="eni-id-space"),
     # Two different rules under one ID: which is true cannot be told, so neither is kept silently.
     pytest.param(RULES, lambda d: d["SecurityGroupRules"].append(dict(rule(1)(d), FromPort=2222, ToPort=2222)),
                  "SecurityGroupRules[6] (sgr-ssh): SecurityGroupRuleId sgr-ssh was already read from", id="dup-id"),

@@ -402,7 +402,17 @@ def test_markdown_shows_limits_actions_and_hostile_text_as_text(mixed_plan):
     assert "## What this cannot prove" in md and "The window is " in md
     assert "<b>" not in md and "&lt;b&gt;" in md
     table = [x for x in md.splitlines() if x.startswith("| sg-srv")]
-    assert len(table) == 6 and all(x.count("|") == 10 for x in table)
+    # The name's own pipes are escaped (\|), so each row still has its 10 cell borders.
+    assert len(table) == 6 and all(len(re.findall(r"(?<!\\)\|", x)) == 10 for x in table)
+
+
+def test_markdown_shows_links_and_images_in_aws_names_as_text():
+    # AWS allows [ ] ( ) ! in group names: unescaped, a Markdown viewer would show a live link and fetch
+    # a remote image when the plan is reviewed.
+    name = "web [Approved by SecOps](https://attacker.example/x) ![t](https://attacker.example/b.png) **ok**"
+    cell = plan_._md(name)
+    assert "\\[Approved by SecOps\\](https" in cell and "\\!\\[t\\]" in cell and "\\*\\*ok" in cell
+    assert "](" not in cell.replace("\\](", "")
 
 
 def test_limits_name_the_window_length_tracking_and_nacls(mixed_plan):

@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import summaries
 from .errors import SgauditError
+from .output import md_escape
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -718,17 +719,6 @@ def _rejected_peers(analysis: Analysis, rejected: pd.DataFrame) -> dict[tuple, i
 
 
 # --- Markdown ------------------------------------------------------------------------------------------
-
-_MD_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "~": "\\~",
-               "#": "\\#", "!": "\\!", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def md_escape(value) -> str:
-    """Text safe in a Markdown table cell: Markdown syntax, ``|`` and HTML ``<``, ``>``, ``&`` escaped."""
-    text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
-    text = " ".join(text.split())  # a newline would end the table row
-    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)
-
 
 def to_markdown(df: pd.DataFrame, title: str = "Security group findings") -> str:
     """A Markdown document of a `findings` frame: counts by severity, then one table row per finding.

@@ -24,6 +24,7 @@ import codecs
 import ipaddress
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ EXPORT_COMMANDS = {
     PREFIX_LISTS_FILE: "aws ec2 describe-managed-prefix-lists",
 }
 
+#: The characters of an AWS resource ID after its prefix (``sgr-0abc…``; the tests' ``sg-web`` too).
+_ID = re.compile(r"[a-z]+-[A-Za-z0-9]+(-[A-Za-z0-9]+)*")
 #: IpProtocol names the API uses, to IANA numbers; ``-1`` is every protocol.
 PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "-1": -1, "all": -1}
 #: Protocol number → the name the EC2 API uses for it (the protocols rules may name).
@@ -295,6 +298,18 @@ class _Entry:
             raise self.error(f"{key} is {_show(value)}, not a string")
         return value
 
+    def ident(self, key: str, prefix: str) -> str:
+        """An AWS ID (``sg-…``, ``sgr-…``, ``eni-…``, ``pl-…``): its prefix, then letters, digits and dashes.
+
+        Checked because IDs end up in the AWS CLI commands of the plan and the findings: a value starting
+        with ``-`` would be read there as an option, one with ``$(…)`` or a quote as shell.
+        """
+        value = self.text(key)
+        if not _ID.fullmatch(value) or not value.startswith(prefix + "-"):
+            raise self.error(f"{key} {_show(value)} is not an AWS ID of the form {prefix}-… (letters, digits, "
+                             "dashes)")
+        return value
+
     def flag(self, key: str, default: bool | None = None) -> bool:
         """A boolean field: JSON ``true`` or ``false`` only; absent or null is ``default`` (None: required).
 
@@ -379,9 +394,9 @@ class _Rule:
 
 def _rule(e: _Entry) -> _Rule:
     """Check one entry of ``SecurityGroupRules`` and turn it into a rules row."""
-    rid = e.text("SecurityGroupRuleId")
+    rid = e.ident("SecurityGroupRuleId", "sgr")
     e.name(rid)
-    gid = e.text("GroupId")
+    gid = e.ident("GroupId", "sg")
     egress = e.flag("IsEgress")
     ip_protocol = e.item.get("IpProtocol")
     if ip_protocol is None or isinstance(ip_protocol, (bool, dict, list, float)):
@@ -435,9 +450,9 @@ def _peer(e: _Entry) -> tuple[str, str, dict | None]:
     if key == "CidrIpv6":
         return "cidr", e.network(key, 6), None
     if key == "PrefixListId":
-        return "prefix_list", e.text(key), None
+        return "prefix_list", e.ident(key, "pl"), None
     ref = e.child(key, e.item[key])
-    return "group", ref.text("GroupId"), ref.item
+    return "group", ref.ident("GroupId", "sg"), ref.item
 
 
 def _unique(rules: list[_Rule]) -> list[_Rule]:
@@ -465,7 +480,7 @@ def _unique(rules: list[_Rule]) -> list[_Rule]:
 
 def _group(e: _Entry) -> dict:
     """Check one entry of ``SecurityGroups`` and turn it into a groups row."""
-    gid = e.text("GroupId")
+    gid = e.ident("GroupId", "sg")
     e.name(gid)
     return {"group_id": gid, "group_name": e.item.get("GroupName", ""), "vpc_id": e.item.get("VpcId"),
             "owner_id": e.item.get("OwnerId"), "description": e.item.get("Description", "")}
@@ -483,9 +498,9 @@ class _Interface:
 
 def _interface(e: _Entry) -> _Interface:
     """Check one entry of ``NetworkInterfaces`` and turn it into its rows."""
-    eid = e.text("NetworkInterfaceId")
+    eid = e.ident("NetworkInterfaceId", "eni")
     e.name(eid)
-    gids = [g.text("GroupId") for g in e.objects("Groups")]
+    gids = [g.ident("GroupId", "sg") for g in e.objects("Groups")]
     attachment = e.child("Attachment", e.item["Attachment"]) if e.item.get("Attachment") else None
     primary = e.address("PrivateIpAddress", 4, required=False)
     row = {

@@ -80,3 +80,15 @@ def companion(path: str | Path, name: str) -> Path:
     """``usage.csv`` → ``usage.<name>.csv``: where the companion tables of an output go."""
     path = Path(path)
     return path.with_name(f"{path.stem}.{name}{path.suffix}")
+
+
+#: Markdown's syntax characters and HTML's, as text in a Markdown table cell (AWS names are free text).
+_MD_ESCAPES = {"\\": "\\\\", "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "~": "\\~",
+               "#": "\\#", "!": "\\!", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_escape(value) -> str:
+    """Text safe in a Markdown table cell: Markdown syntax, ``|`` and HTML ``<``, ``>``, ``&`` escaped."""
+    text = "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+    text = " ".join(text.split())  # a newline would end the table row
+    return "".join(_MD_ESCAPES.get(ch, ch) for ch in text)

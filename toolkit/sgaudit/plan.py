@@ -29,7 +29,6 @@ The merge algorithm, per group and direction, when the exact rules exceed ``rule
 from __future__ import annotations
 
 import heapq
-import html
 import ipaddress
 import json
 import re
@@ -44,6 +43,7 @@ import pandas as pd
 
 from .errors import SgauditError
 from .inventory import PROTOCOL_NAMES, protocol_number
+from .output import md_escape
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -863,8 +863,12 @@ def to_terraform(plan: Plan) -> str:
 
 
 def _md(value: object) -> str:
-    """A Markdown table cell that shows AWS's free text as text: HTML escaped, pipes and breaks neutralised."""
-    return html.escape(_one_line(value)).replace("|", "&#124;").replace("`", "&#96;")
+    """A Markdown table cell that shows AWS's free text as text: Markdown syntax and HTML escaped, one line.
+
+    A group name may hold ``[text](https://…)`` or ``![](…)`` (AWS allows those characters): unescaped, a
+    reviewer's Markdown viewer would show a live link or fetch a remote image.
+    """
+    return md_escape(value)
 
 
 def to_markdown(plan: Plan, lost: pd.DataFrame | None = None) -> str:
