@@ -279,6 +279,24 @@ def test_notebook_without_a_kernel_in_its_metadata_needs_one_named(tmp_path, cap
     assert "6" in "".join(o.get("text", "") for o in nbformat.read(done.notebook, as_version=4).cells[-1].outputs)
 
 
+@pytest.mark.parametrize("content", ["not json", "{}", "[]"])
+def test_a_file_that_is_not_a_notebook_is_a_clear_error(tmp_path, capsys, content):
+    (tmp_path / "bad.ipynb").write_text(content)
+    with pytest.raises(report.ReportError, match="bad.ipynb: not a Jupyter notebook"):
+        report.run(tmp_path / "bad.ipynb", tmp_path / "r.html", progress=False)
+    assert main(["report", "--notebook", str(tmp_path / "bad.ipynb"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "not a Jupyter notebook" in capsys.readouterr().err
+
+
+def test_parameters_file_not_utf8_or_with_keys_that_are_not_names(tmp_path):
+    (tmp_path / "b.yaml").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(report.ReportError, match="b.yaml: byte 0 is not UTF-8"):
+        report.read_parameters_file(tmp_path / "b.yaml")
+    (tmp_path / "k.yaml").write_text("1: 2\n")
+    with pytest.raises(report.ReportError, match="k.yaml: 1 is not a parameter name"):
+        report.read_parameters_file(tmp_path / "k.yaml")
+
+
 def test_out_must_be_html(tmp_path):
     with pytest.raises(report.ReportError, match="ending in .html"):
         report.run(FIXTURE, tmp_path / "r.ipynb", progress=False)

@@ -68,6 +68,14 @@ def test_explicit_bucket_and_bad_bucket():
     assert choose_bucket(window, "15min") == pd.Timedelta("15min")
     with pytest.raises(SgauditError, match="'fortnightly' is not a duration"):
         choose_bucket(window, "fortnightly")
+    for nothing in ("nan", "NaT"):
+        with pytest.raises(SgauditError, match=f"'{nothing}' is not a duration"):
+            choose_bucket(window, nothing)
+    with pytest.raises(SgauditError, match="'30s' is too small; use at least '1min'"):
+        choose_bucket(window, "30s")
+    decades = (pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
+    with pytest.raises(SgauditError, match="cuts the window into 68,374,080 columns, more than the views can draw"):
+        choose_bucket(decades, "1min")
 
 
 # --- What a cell counts ------------------------------------------------------------------------------------

@@ -156,6 +156,7 @@ def notebook_path(name: str | os.PathLike) -> Path:
         if not path.is_file():
             raise ReportError(f"notebook {text}: no such file; give the path of an .ipynb file or one of the "
                               f"shipped notebooks: {', '.join(known)}")
+        _check_notebook(path)
         return path.resolve()
     if text not in known:
         close = difflib.get_close_matches(text, known, n=1)
@@ -168,6 +169,18 @@ def notebook_path(name: str | os.PathLike) -> Path:
                           "notebooks from the clone it is installed from with pip install -e ., or from "
                           f"<prefix>/{INSTALLED_NOTEBOOKS.as_posix()} when installed from a wheel)")
     return path
+
+
+def _check_notebook(path: Path) -> None:
+    """Fail with a `ReportError` on a file that is not a Jupyter notebook nbformat can read."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+            raise ValueError("no list of cells")
+    except Exception as exc:  # noqa: BLE001 - nbformat raises JSON, schema, type and decoding errors alike
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReportError(f"notebook {path}: not a Jupyter notebook ({reason[:200]}); give an .ipynb file saved "
+                          "by JupyterLab or Jupyter") from None
 
 
 def notebook_kernel(notebook: str | os.PathLike, kernel_name: str | None = None) -> str:
@@ -271,15 +284,22 @@ def read_parameters_file(path: str | os.PathLike) -> dict[str, Any]:
             data = yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except OSError as exc:
         raise ReportError(f"parameters file {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"parameters file {path}: byte {exc.start} is not UTF-8; save the file as UTF-8 "
+                          "text") from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f", line {where.line + 1}" if where is not None else ""
         raise ReportError(f"parameters file {path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
     if data is None:
         return {}
-    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+    if not isinstance(data, dict):
         raise ReportError(f"parameters file {path}: expected a mapping of parameter names to values "
                           f"(name: value, one a line), found {type(data).__name__}")
+    odd = [k for k in data if not isinstance(k, str)]
+    if odd:
+        raise ReportError(f"parameters file {path}: {odd[0]!r} is not a parameter name; names are text "
+                          "(name: value, one a line)")
     return data
 
 

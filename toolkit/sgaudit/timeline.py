@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 #: Bucket sizes "auto" chooses from: the smallest that gives at most `MAX_BUCKETS` columns.
 NICE_BUCKETS = ["1min", "5min", "10min", "15min", "30min", "1h", "2h", "3h", "6h", "12h", "1D", "7D", "30D"]
 MAX_BUCKETS = 72
+#: The most columns a width the user chose may give: past it a heatmap takes minutes and gigabytes.
+MAX_COLUMNS = 5000
 
 
 
@@ -108,8 +110,16 @@ def choose_bucket(window: tuple[pd.Timestamp | None, pd.Timestamp | None], time_
     except (ValueError, TypeError) as exc:
         raise SgauditError(f"time_bucket {time_bucket!r} is not a duration; use 'auto' or a width such as "
                            "'5min', '1h' or '1D'") from exc
-    if width < pd.Timedelta("1s"):
+    if pd.isna(width):
+        raise SgauditError(f"time_bucket {time_bucket!r} is not a duration; use 'auto' or a width such as "
+                           "'5min', '1h' or '1D'")
+    # Flow logs aggregate over 1 or 10 minutes: a narrower bucket only spreads the same records thinner.
+    if width < pd.Timedelta("1min"):
         raise SgauditError(f"time_bucket {time_bucket!r} is too small; use at least '1min'")
+    if window[0] is not None and window[1] is not None and _bucket_count(window, width) > MAX_COLUMNS:
+        raise SgauditError(f"time_bucket {time_bucket!r} cuts the window into {_bucket_count(window, width):,} "
+                           f"columns, more than the views can draw ({MAX_COLUMNS:,}); use a wider bucket, 'auto', "
+                           "or a shorter window (--start/--end)")
     return width
 
 
