@@ -209,6 +209,37 @@ def test_access_denied_names_the_permission_region_and_fix(calls, aws, tmp_path)
         assert part in msg, (part, msg)
 
 
+def test_a_failed_collect_leaves_the_folder_as_it_was(calls, aws, tmp_path):
+    # Files are written only once every call has succeeded: never a snapshot mixed from two runs.
+    session, _ = calls
+    out = tmp_path / "inv"
+    collect.snapshot(session, REGION, out, endpoint_url=aws.url)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    session.events.register("before-call.ec2.DescribeNetworkInterfaces", _deny("DescribeNetworkInterfaces"))
+    for folder in (out, tmp_path / "new"):
+        with pytest.raises(collect.AccessDeniedError):
+            collect.snapshot(session, REGION, folder, endpoint_url=aws.url)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    pytest.param(["--region", "not-a-region"], "--region 'not-a-region': not an AWS region name", id="region-name"),
+    pytest.param(["--region", ""], "--region '': not an AWS region name", id="region-empty"),
+    pytest.param(["--region", "us-east-99"], "region us-east-99: DescribeSecurityGroupRules: the answer is not "
+                 "AWS's", id="region-the-endpoint-does-not-serve"),
+    pytest.param(["--region", REGION, "--endpoint-url", "not-a-url"], "--endpoint-url 'not-a-url'", id="endpoint"),
+])
+def test_cli_collect_bad_region_or_endpoint_exits_2_and_writes_nothing(aws, tmp_path, capsys, args, message):
+    argv = ["collect", *args, "--out", str(tmp_path / "inv"), "--no-progress"]
+    if "--endpoint-url" not in args:
+        argv += ["--endpoint-url", aws.url]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "inv").exists()
+
+
 def test_cli_collect_prints_counts(aws, tmp_path, capsys):
     _account(aws)
     out = tmp_path / "inv"

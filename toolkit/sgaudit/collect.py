@@ -22,6 +22,7 @@ sgaudit needs) and `athena_policy` (what ``--engine athena`` adds) are the polic
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -175,7 +176,11 @@ def _json_default(value: Any) -> str:
 def _client(session, service: str, region: str, endpoint_url: str | None):
     from botocore.config import Config
 
-    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=Config(**RETRY_CONFIG))
+    try:
+        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=Config(**RETRY_CONFIG))
+    except ValueError as exc:  # botocore's "Invalid endpoint"
+        raise CollectError(f"--endpoint-url {endpoint_url!r}: {exc}; give a URL such as "
+                           "https://ec2.us-east-1.amazonaws.com, or leave it out to call AWS itself") from None
 
 
 def _error(exc: Exception, operation: str, region: str) -> CollectError:
@@ -203,9 +208,14 @@ def _error(exc: Exception, operation: str, region: str) -> CollectError:
 def _call(operation: str, region: str, fn: Callable[[], Any]) -> Any:
     """Run one AWS call, turning botocore's failures into a `CollectError` naming ``operation`` and ``region``."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     try:
         return fn()
+    except ResponseParserError as exc:
+        # Not AWS's answer: a proxy's or a wrong endpoint's error page, or a region the endpoint does not serve.
+        raise CollectError(f"region {region}: {operation.split(':', 1)[1]}: the answer is not AWS's "
+                           f"({str(exc).splitlines()[0][:160]}); check --region and --endpoint-url") from exc
     except (ClientError, BotoCoreError) as exc:
         raise _error(exc, operation, region) from exc
 
@@ -285,27 +295,31 @@ def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: s
         For any other failed call, naming the region and the operation.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     ec2 = _client(session, "ec2", region, endpoint_url)
     found: dict[str, list[dict]] = {}
-    for name, method, key in FILES:
+    for _, method, key in FILES:
         found[key] = _paginate(ec2, method, key, region)
-        _write(folder / name, {key: found[key]})
         if step:
             step(method)
-    entries_dir = folder / PREFIX_ENTRIES_DIR
-    entries_dir.mkdir(exist_ok=True)
-    wanted = {pl["PrefixListId"] for pl in found["PrefixLists"]}
-    for stale in entries_dir.glob("*.json"):
-        if stale.stem not in wanted:
-            stale.unlink()
     # AWS-managed lists (S3, DynamoDB, CloudFront origin-facing …) are read too: rules reference them as
     # often as customer lists, and without their entries such a rule's peers are unknown.
-    for pl in sorted(wanted):
-        entries = _paginate(ec2, "get_managed_prefix_list_entries", "Entries", region, PrefixListId=pl)
-        _write(entries_dir / f"{pl}.json", {"Entries": entries})
+    wanted = sorted({pl["PrefixListId"] for pl in found["PrefixLists"]})
+    entries = {pl: _paginate(ec2, "get_managed_prefix_list_entries", "Entries", region, PrefixListId=pl)
+               for pl in wanted}
     if step:
         step("get_managed_prefix_list_entries")
+    # Written only once every call has succeeded: a denied or failed call leaves the folder as it was,
+    # never a snapshot whose files come from different runs.
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, _, key in FILES:
+        _write(folder / name, {key: found[key]})
+    entries_dir = folder / PREFIX_ENTRIES_DIR
+    entries_dir.mkdir(exist_ok=True)
+    for stale in entries_dir.glob("*.json"):
+        if stale.stem not in entries:
+            stale.unlink()
+    for pl, items in entries.items():
+        _write(entries_dir / f"{pl}.json", {"Entries": items})
     return folder
 
 
@@ -391,6 +405,11 @@ def _regions(session, regions: str | Iterable[str] | None, endpoint_url: str | N
         return enabled_regions(session, endpoint_url=endpoint_url)
     if not names:
         raise CollectError("no region given")
+    for name in names:
+        # AWS's region names: us-east-1, eu-central-2, us-gov-west-1, cn-north-1 …
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", name):
+            raise CollectError(f"--region {name!r}: not an AWS region name such as us-east-1 (or 'all' for the "
+                               "account's enabled regions)")
     return names
 
 
