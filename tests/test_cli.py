@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import sgaudit
 from builders import ARTICLE_HEADER, ARTICLE_LINES, T0, Snapshot, handshake, nodata, rec, write_log
 from sgaudit.cli import COMPANIONS, main
+from sgaudit.output import output_kind, write_table
 from sgaudit.usage import USAGE_COLUMNS
 
 SERVER = "10.0.0.5"
@@ -49,10 +51,12 @@ def read(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
     if path.suffix == ".jsonl":
         return pd.read_json(path, lines=True, dtype=False)
+    if path.suffix == ".json":
+        return pd.DataFrame(json.loads(path.read_text()))  # one array, as json.load reads it
     return pd.read_parquet(path)
 
 
-@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".json", ".parquet"])
 def test_usage_writes_spec_columns_and_companions(setup, ext, capsys):
     tmp_path, inv, log = setup
     out = tmp_path / "out" / f"usage{ext}"
@@ -240,7 +244,16 @@ SAMPLE_ARGS = ["--flow-logs", str(SAMPLE / "flow-logs"), str(SAMPLE / "cloudwatc
                "--inventory", str(SAMPLE / "inventory"), "--no-progress"]
 
 
-@pytest.mark.parametrize("ext", [".md", ".csv", ".jsonl"])
+def test_empty_tables_are_valid_files_of_their_format(tmp_path):
+    empty = pd.DataFrame({"rule_id": pd.Series([], dtype=object)})
+    assert write_table(empty, tmp_path / "e.jsonl").read_text() == ""  # no rows, no lines
+    assert json.loads(write_table(empty, tmp_path / "e.json").read_text()) == []
+    with pytest.raises(sgaudit.SgauditError, match="unknown output extension '.txt'; use one of .csv, .jsonl, "
+                                                   ".json, .parquet, .md"):
+        output_kind(tmp_path / "f.txt", also=(".md",))
+
+
+@pytest.mark.parametrize("ext", [".md", ".csv", ".jsonl", ".json"])
 def test_findings_command_writes_findings(tmp_path, capsys, ext):
     out = tmp_path / f"findings{ext}"
     assert main(["findings", *SAMPLE_ARGS, "--out", str(out)]) == 0
@@ -248,8 +261,8 @@ def test_findings_command_writes_findings(tmp_path, capsys, ext):
     assert "findings    " in printed and "admin_port_open_to_world" in printed
     text = out.read_text()
     assert "sgr-0ebcdc0614747177d" in text and "EC2.14" in text
-    if ext == ".csv":
-        df = pd.read_csv(out)
+    if ext in (".csv", ".json"):
+        df = pd.read_csv(out) if ext == ".csv" else pd.DataFrame(json.loads(text))
         assert {"severity", "kind", "sentence", "fix", "control"} <= set(df.columns)
 
 

@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
                     "as OUT.<name>.<ext>.",
     )
     _source_arguments(u)
-    u.add_argument("--out", required=True, metavar="FILE", help="usage table: .csv, .jsonl or .parquet")
+    u.add_argument("--out", required=True, metavar="FILE", help="usage table: .csv, .jsonl, .json or .parquet")
 
     f = sub.add_parser(
         "findings", help="write the findings: unused, attempted-only, overly permissive, redundant rules …",
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                     "and the re-check (OUT.lost.csv). Nothing is applied: sgaudit only reads from AWS.",
     )
     _source_arguments(pl)
-    pl.add_argument("--out", required=True, metavar="FILE", help="the plan: .md, .csv, .jsonl or .json")
+    pl.add_argument("--out", required=True, metavar="FILE", help="the plan: .md, .csv, .jsonl, .json or .parquet")
     pl.add_argument("--rule-budget", type=int, default=25, metavar="N",
                     help="at most N proposed rules per group and direction; peers merge into wider CIDRs, never "
                          "wider than the rule they replace, to fit (default 25)")
@@ -244,7 +244,7 @@ def _markdown_or_table(path: str) -> str:
 
     Also fails on a path that cannot be written: before the analysis, not after it.
     """
-    kind = "md" if Path(path).suffix.lower() == ".md" else output_kind(Path(path))
+    kind = "md" if Path(path).suffix.lower() == ".md" else output_kind(Path(path), also=(".md",))
     check_writable(path)
     return kind
 

@@ -9,7 +9,9 @@ import pandas as pd
 
 from .errors import SgauditError
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+#: Output formats by extension: ``.json`` is one JSON array (what ``json.load`` reads), ``.jsonl`` one object
+#: a line.
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
 def iso_utc(s: pd.Series) -> pd.Series:
@@ -26,11 +28,15 @@ def iso_utc(s: pd.Series) -> pd.Series:
     return pd.Series([one(t) for t in s.dt.tz_convert("UTC")], index=s.index, dtype=object)
 
 
-def output_kind(path: Path) -> str:
-    """``csv``, ``jsonl`` or ``parquet`` from a file's extension; `SgauditError` for any other."""
+def output_kind(path: Path, also: tuple[str, ...] = ()) -> str:
+    """``csv``, ``jsonl``, ``json`` or ``parquet`` from a file's extension; `SgauditError` for any other.
+
+    ``also`` names the other extensions the caller takes (``.md``), for the error's list.
+    """
     kind = FORMATS.get(Path(path).suffix.lower())
     if kind is None:
-        raise SgauditError(f"{path}: unknown output extension {Path(path).suffix!r}; use .csv, .jsonl or .parquet")
+        known = ", ".join([".csv", ".jsonl", ".json", ".parquet", *also])
+        raise SgauditError(f"{path}: unknown output extension {Path(path).suffix!r}; use one of {known}")
     return kind
 
 
@@ -44,7 +50,8 @@ def check_writable(path: str | Path) -> None:
     """
     path = Path(path)
     if path.is_dir():
-        raise SgauditError(f"{path}: is a folder; give the name of a file to write, e.g. {path / 'usage.csv'}")
+        raise SgauditError(f"{path}: is a folder; give the name of a file to write in it, e.g. "
+                           f"{path / ('out' + (path.suffix or '.csv'))}")
     parent = next((p for p in path.absolute().parents if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise SgauditError(f"{path}: cannot write there ({parent} is not a folder you can write to); "
@@ -57,7 +64,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     Raises
     ------
     SgauditError
-        For an extension other than .csv, .jsonl/.json/.ndjson or .parquet.
+        For an extension other than .csv, .jsonl/.ndjson, .json or .parquet.
     """
     path = Path(path)
     kind = output_kind(path)
@@ -71,8 +78,12 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             text[col] = iso_utc(text[col])
     if kind == "csv":
         text.to_csv(path, index=False)
-    else:
+    elif kind == "json":
+        text.to_json(path, orient="records")
+    elif len(text):
         text.to_json(path, orient="records", lines=True)
+    else:
+        path.write_text("")  # no rows: no lines (pandas would write one empty line, which is no JSON)
     return path
 
 

@@ -175,7 +175,7 @@ END
 
 
 def copy_large(con: duckdb.DuckDBPyConnection, name: str, path, kind: str) -> None:
-    """Write one of the `LARGE` tables straight from DuckDB (CSV, JSON lines or Parquet)."""
+    """Write one of the `LARGE` tables straight from DuckDB (CSV, JSON lines, a JSON array or Parquet)."""
     con.execute(ISO_MACRO)
     sql = LARGE[name]
     if kind == "parquet":
@@ -185,7 +185,7 @@ def copy_large(con: duckdb.DuckDBPyConnection, name: str, path, kind: str) -> No
     else:
         select = (f"SELECT * EXCLUDE (first_ms, last_ms), iso_ms(first_ms) AS first_seen, "
                   f"iso_ms(last_ms) AS last_seen FROM ({sql})")
-        options = "FORMAT csv, HEADER true" if kind == "csv" else "FORMAT json"
+        options = {"csv": "FORMAT csv, HEADER true", "json": "FORMAT json, ARRAY true"}.get(kind, "FORMAT json")
     target = str(path).replace("'", "''")
     con.execute(f"COPY ({select}) TO '{target}' ({options})")
 
