@@ -297,6 +297,12 @@ def test_parameters_file_not_utf8_or_with_keys_that_are_not_names(tmp_path):
         report.read_parameters_file(tmp_path / "k.yaml")
 
 
+def test_out_under_a_file_is_refused_before_running(tmp_path):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SgauditError, match="afile/r.html: cannot write there"):
+        report.run(FIXTURE, tmp_path / "afile" / "r.html", progress=False)
+
+
 def test_out_must_be_html(tmp_path):
     with pytest.raises(report.ReportError, match="ending in .html"):
         report.run(FIXTURE, tmp_path / "r.ipynb", progress=False)

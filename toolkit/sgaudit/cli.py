@@ -417,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
               "larger --memory-limit (e.g. 2GB) or fewer --threads, or split the window with --start/--end.",
               file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader of our output went away (sgaudit … | head): stop quietly, as other Unix tools do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so that the interpreter's final flush cannot fail
+        return 141
     except OSError as exc:
         # A file that cannot be read or written (permissions, a full disk, a folder where a file should be).
         where = f"{exc.filename}: " if exc.filename else ""

@@ -649,7 +649,8 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
     else:
         out.append(f"Only-attempted conversations ({attempted}: one-way traffic, SYNs answered by RST) are not "
                    "kept: rules only attempted are removed and replacements leave them out. One-way UDP (syslog, "
-                   "metrics, SNMP traps) looks exactly like this; propose with keep_attempted to keep it.")
+                   "metrics, SNMP traps) looks exactly like this; to keep it, run sgaudit plan --keep-attempted "
+                   "(keep_attempted=True from Python).")
     untracked = _untracked(inv, set(a.loc[a["action"] != "keep", "rule_id"]))
     out.append("Security groups track connections: a connection open when a rule is revoked goes on until it "
                "closes or idles out (TCP: 5 days by default), so a mistake may show days later; but flows the group "

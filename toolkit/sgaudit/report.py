@@ -30,6 +30,7 @@ import nbformat
 import yaml
 
 from .errors import SgauditError
+from .output import check_writable
 
 #: The notebooks shipped in the repository's ``notebooks/`` folder, by the name ``--notebook`` takes.
 SHIPPED_NOTEBOOKS = ("audit_report", "findings", "investigate", "port_heatmap", "rule_usage")
@@ -405,6 +406,7 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
     out_html = Path(out_html)
     if out_html.suffix.lower() not in (".html", ".htm"):
         raise ReportError(f"report {out_html}: the report is an HTML file; give a name ending in .html")
+    check_writable(out_html)
     executed = out_html.with_suffix(".ipynb")
     parameters = dict(parameters or {})
     kernel_name = notebook_kernel(path, kernel_name)
