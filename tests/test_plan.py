@@ -111,6 +111,12 @@ def test_merging_never_goes_wider_than_the_rule_itself(tmp_path):
     p = plan_.propose(result, rule_budget=1)
     assert actions(p) == {"sgr-16": "keep"} and len(p.proposed_rules) == 0
     assert_proved(result, p)
+    # Values a notebook parameter or a caller could pass by mistake: errors, never read as something else.
+    for bad in (0, "abc", None, 2.5, True):
+        with pytest.raises(SgauditError, match="rule_budget .* must be a whole number, at least 1"):
+            plan_.propose(result, rule_budget=bad)
+    with pytest.raises(SgauditError, match="keep_attempted 'false': must be True or False"):
+        plan_.propose(result, keep_attempted="false")
 
 
 def test_all_protocols_rule_becomes_one_rule_per_protocol(tmp_path):

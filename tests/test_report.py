@@ -297,6 +297,25 @@ def test_parameters_file_not_utf8_or_with_keys_that_are_not_names(tmp_path):
         report.read_parameters_file(tmp_path / "k.yaml")
 
 
+@pytest.mark.parametrize("args,message", [
+    pytest.param(["-p", "top", "abc"], "parameter top is int (top = 20), not 'abc'; e.g. -p top 10", id="int"),
+    pytest.param(["-p", "top", "true"], "parameter top is int", id="bool-for-int"),
+    pytest.param(["-p", "group_ids", "5"], "parameter group_ids is list", id="number-for-list"),
+])
+def test_a_parameter_of_the_wrong_type_is_refused_before_running(tmp_path, capsys, args, message):
+    assert main(["report", "--notebook", "audit_report", *args, "--out", str(tmp_path / "r.html")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r.ipynb").exists()  # refused before the kernel started
+
+
+def test_a_bool_parameter_refuses_text_and_a_list_takes_one_value(tmp_path):
+    with pytest.raises(report.ReportError, match="parameter keep_attempted is bool"):
+        report.run("findings", tmp_path / "r.html", {"keep_attempted": "maybe"}, progress=False)
+    path = report.notebook_path("audit_report")
+    assert report._check_parameters(path, {"group_ids": "sg-1", "start": 1738839600}, "python3") == {
+        "group_ids": ["sg-1"], "start": 1738839600}
+
+
 def test_out_under_a_file_is_refused_before_running(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(SgauditError, match="afile/r.html: cannot write there"):

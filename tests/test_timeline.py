@@ -229,6 +229,13 @@ def test_conversations_of_an_interface_or_a_peer(sample):
         summaries.conversations_of(sample, peer="example.com")
     with pytest.raises(SgauditError, match="give an interface_id"):
         summaries.conversations_of(sample)
+    # Found or not, the same columns; a limit that is no count is an error, not DuckDB's.
+    assert list(summaries.conversations_of(sample, interface_id="eni-nowhere").columns) == list(mine.columns)
+    for bad in (-1, "abc", None):
+        with pytest.raises(SgauditError, match="limit .* must be a whole number"):
+            summaries.conversations_of(sample, interface_id=iface, limit=bad)
+        with pytest.raises(SgauditError, match="must be a whole number"):
+            summaries.top_talkers(sample, bad)
 
 
 def test_overview_names_window_and_coverage(sample):

@@ -211,10 +211,13 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     Raises
     ------
     SgauditError
-        For a ``rule_budget`` below 1.
+        For a ``rule_budget`` that is not a whole number of at least 1, or a ``keep_attempted`` that is not
+        True or False (the string ``"false"`` would read as true).
     """
-    if int(rule_budget) < 1:
-        raise SgauditError(f"rule_budget {rule_budget}: must be at least 1")
+    if not isinstance(rule_budget, int) or isinstance(rule_budget, bool) or rule_budget < 1:
+        raise SgauditError(f"rule_budget {rule_budget!r}: must be a whole number, at least 1")
+    if not isinstance(keep_attempted, bool):
+        raise SgauditError(f"keep_attempted {keep_attempted!r}: must be True or False")
     inv = analysis.inventory
     evidence = KEPT_EVIDENCE + (("attempted",) if keep_attempted else ())
     usage = analysis.usage.set_index("rule_id")

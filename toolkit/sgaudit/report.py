@@ -304,10 +304,15 @@ def read_parameters_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: str) -> None:
-    """Fail on a parameter the notebook does not declare; papermill would only log a warning and go on."""
+def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: str) -> dict[str, Any]:
+    """The parameters, checked against what the notebook declares; a list parameter given one text a list of it.
+
+    Fails on a parameter the notebook does not declare (papermill would only log a warning and go on), and
+    on a value of another type than the parameter's annotation (``top: int``): the notebook would otherwise
+    run for a while and fail in a cell, or read ``maybe`` as true.
+    """
     if not parameters:
-        return
+        return {}
     declared = notebook_parameters(path, kernel_name)
     if not declared:
         raise ReportError(f"notebook {path.name} has no cell tagged 'parameters', so it takes no parameters "
@@ -322,6 +327,28 @@ def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: st
                             for p in declared.values())
         raise ReportError(f"notebook {path.name} has no parameter {', '.join(hints)}; its parameters are:\n"
                           + listing)
+    checked = {}
+    for name, value in parameters.items():
+        kind = declared[name]["inferred_type_name"]
+        if kind == "list" and isinstance(value, str):
+            value = [value]
+        if value is not None and not _PARAMETER_TYPES.get(kind, lambda v: True)(value):
+            raise ReportError(f"notebook {path.name}: parameter {name} is {kind} ({name} = "
+                              f"{declared[name]['default']}), not {value!r}; e.g. -p {name} "
+                              f"{_PARAMETER_EXAMPLES.get(kind, '…')}")
+        checked[name] = value
+    return checked
+
+
+#: What a value of each annotated parameter type may be (times and paths may also come as numbers).
+_PARAMETER_TYPES = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list | tuple),
+    "str": lambda v: isinstance(v, str | int | float | os.PathLike) and not isinstance(v, bool),
+}
+_PARAMETER_EXAMPLES = {"int": "10", "float": "0.5", "bool": "true", "list": "'[a, b]'", "str": "text"}
 
 
 def _absolute_paths(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -377,7 +404,8 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
         The report to write, ``.html``. The executed notebook is written beside it with the suffix
         ``.ipynb``; an earlier report at ``out_html`` is removed first, so a failed run leaves none behind.
     parameters : mapping, optional
-        Values for the notebook's ``parameters`` cell; names it does not declare are an error. Relative
+        Values for the notebook's ``parameters`` cell; names it does not declare, and values of another
+        type than a parameter's annotation, are errors (one text for a list is a list of it). Relative
         paths in ``flow_logs`` and ``inventory`` are taken from the current directory; the notebook runs in
         its own folder, so its relative defaults are taken from there.
     kernel_name : str, optional
@@ -411,8 +439,7 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
     parameters = dict(parameters or {})
     kernel_name = notebook_kernel(path, kernel_name)
     language = _language(nbformat.read(path, as_version=4), kernel_name)
-    _check_parameters(path, parameters, kernel_name)
-    parameters = _absolute_paths(parameters)
+    parameters = _absolute_paths(_check_parameters(path, parameters, kernel_name))
 
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_html.unlink(missing_ok=True)

@@ -94,14 +94,22 @@ def world_open(analysis: Analysis) -> pd.DataFrame:
     return out[cols].sort_values(["connections", "group_id"], ascending=[False, True], ignore_index=True)
 
 
+def _how_many(value: object, name: str) -> int:
+    """A row limit given by a notebook or a caller: a whole number, 0 or more."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SgauditError(f"{name} {value!r}: must be a whole number, 0 or more")
+    return value
+
+
 def top_talkers(analysis: Analysis, n: int = 20) -> pd.DataFrame:
     """The peers with the most accepted conversations: connections, interfaces, ports, bytes, last seen."""
+    n = _how_many(n, "n")
     df = analysis.con.sql(f"""
         SELECT peer_addr AS peer, count(*) AS connections, count(DISTINCT interface_id) AS interfaces,
                string_agg(DISTINCT CAST(port AS VARCHAR), ',') AS ports,
                sum(bytes)::BIGINT AS bytes, sum(packets)::BIGINT AS packets, max(last_ms) AS last_ms
         FROM classified WHERE accepted
-        GROUP BY peer_addr ORDER BY connections DESC, bytes DESC, peer LIMIT {int(n)}
+        GROUP BY peer_addr ORDER BY connections DESC, bytes DESC, peer LIMIT {n}
     """).df()
     df["ports"] = df["ports"].fillna("").map(_sorted_ports)
     df["last_seen"] = ms_to_utc(df.pop("last_ms"))
@@ -113,6 +121,7 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
 
     ``attrs["total"]`` is the number of rows before the cut, for an honest "showing n of N".
     """
+    limit = _how_many(limit, "limit")
     where = "" if rule_id is None else "AND cr.rule_id = $rule"
     rel = analysis.con.sql(f"""
         WITH x AS (
@@ -127,7 +136,7 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
         SELECT * EXCLUDE (n), count(*) OVER () AS total FROM (
             SELECT *, row_number() OVER (PARTITION BY rule_id ORDER BY connections DESC, bytes DESC, peer) AS n
             FROM x
-        ) QUALIFY n <= {int(limit)}
+        ) QUALIFY n <= {limit}
         ORDER BY rule_id, connections DESC, bytes DESC, peer
     """, params={"rule": rule_id} if rule_id is not None else None)
     df = rel.df()
@@ -152,6 +161,7 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
     """
     if not interface_id and not peer:
         raise SgauditError("give an interface_id (eni-…) or a peer address to investigate")
+    limit = _how_many(limit, "limit")
     clauses, params = [], {}
     if interface_id:
         clauses.append("c.interface_id = $iface")
@@ -174,9 +184,10 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
         LEFT JOIN conversation_rule_list r USING (conversation_id)
         WHERE {' AND '.join(clauses)}
         ORDER BY accepted DESC, bytes DESC, interface_id, peer, port
-        LIMIT {int(limit)}
+        LIMIT {limit}
     """, params=params).df()
-    total = int(df.pop("total").iloc[0]) if len(df) else 0
+    totals = df.pop("total")  # the same columns whether or not any row was found
+    total = int(totals.iloc[0]) if len(df) else 0
     df["evidence"] = [e if a else "rejected" for e, a in zip(df["evidence"], df["accepted"], strict=True)]
     df["rules"] = [r if a else "" for r, a in zip(df["rules"], df["accepted"], strict=True)]
     df["explained"] = df["rules"] != ""
