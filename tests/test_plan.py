@@ -103,6 +103,19 @@ def test_budget_merges_forty_peers_into_at_most_five_blocks_inside_the_rule(tmp_
     assert len(proposed_for(plan_.propose(result, rule_budget=100), "sgr-wide")) == 40
 
 
+def test_a_plan_past_aws_rules_quota_says_so(tmp_path):
+    # 70 peers, each its own /32 under a budget of 100: more than AWS's default 60 inbound IPv4 rules.
+    snap = server(("sgr-wide", "tcp", 443, 443, {"cidr": "10.0.0.0/8"}))
+    peers = [f"10.0.1.{i}" for i in range(3, 213, 3)]
+    logs = [r for i, peer in enumerate(peers) for r in handshake(SRV, peer, SRV_IP, 40000 + i, 443)]
+    result = run(tmp_path, snap, logs)
+    wide = plan_.propose(result, rule_budget=100)
+    assert len(proposed_for(wide, "sgr-wide")) == 70
+    [line] = [x for x in wide.limits if "quota" in x]
+    assert "1 group(s) would hold more than 60 rules" in line and "ingress IPv4 (70 rules)" in line
+    assert not [x for x in plan_.propose(result, rule_budget=25).limits if "quota" in x]
+
+
 def test_merging_never_goes_wider_than_the_rule_itself(tmp_path):
     snap = server(("sgr-16", "tcp", 22, 22, {"cidr": "10.1.0.0/16"}))
     logs = handshake(SRV, "10.1.0.5", SRV_IP, 40000, 22) + handshake(SRV, "10.1.255.7", SRV_IP, 40001, 22)

@@ -675,7 +675,33 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
     for gid, egress, total in over:
         out.append(f"{gid} {'egress' if egress else 'ingress'}: {total} rules are needed even after merging "
                    f"everything the replaced rules allow, more than the budget of {plan.rule_budget}.")
+    crowded = _over_quota(plan.inventory.rules)
+    if crowded:
+        out.append(f"{len(crowded)} group(s) would hold more than {RULES_QUOTA} rules of one direction and address "
+                   f"family, AWS's default quota of rules per security group ({', '.join(crowded[:5])}"
+                   f"{' …' if len(crowded) > 5 else ''}): authorizing the new rules would stop with "
+                   "RulesPerSecurityGroupLimitExceeded. Lower the rule budget, or raise the quota first.")
     return out
+
+
+#: AWS's default quota of inbound, and of outbound, rules per security group, counted apart for IPv4 and
+#: IPv6 ("Inbound or outbound rules per security group", Amazon VPC quotas).
+RULES_QUOTA = 60
+
+
+def _over_quota(rules: pd.DataFrame) -> list[str]:
+    """``group direction family (n rules)`` for each group the plan would take past `RULES_QUOTA`.
+
+    A rule naming a group or a prefix list is counted once for each family, a lower bound (AWS counts a
+    prefix list as its maximum entries).
+    """
+    family = rules["peer"].astype(str).map(lambda p: "IPv6" if ":" in p else "IPv4")
+    per_family = rules.assign(family=family)
+    both = rules["peer_kind"] != "cidr"
+    per_family = pd.concat([per_family[~both], rules[both].assign(family="IPv4"), rules[both].assign(family="IPv6")])
+    counts = per_family.groupby(["group_id", "is_egress", "family"]).size()
+    return [f"{gid} {'egress' if egress else 'ingress'} {fam} ({n} rules)"
+            for (gid, egress, fam), n in counts.items() if n > RULES_QUOTA]
 
 
 def _untracked(inv: Inventory, rule_ids: set[str]) -> int:
