@@ -240,6 +240,13 @@ def test_cli_collect_bad_region_or_endpoint_exits_2_and_writes_nothing(aws, tmp_
     assert not (tmp_path / "inv").exists()
 
 
+def test_cli_collect_out_that_is_a_file_exits_2(aws, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    assert cli.main(["collect", "--region", REGION, "--endpoint-url", aws.url, "--out", str(tmp_path / "afile"),
+                     "--no-progress"]) == 2
+    assert "afile: is a file; the snapshot is a folder" in capsys.readouterr().err
+
+
 def test_cli_collect_prints_counts(aws, tmp_path, capsys):
     _account(aws)
     out = tmp_path / "inv"

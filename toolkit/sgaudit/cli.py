@@ -370,6 +370,10 @@ def _collect(args: argparse.Namespace) -> int:
 
     from . import collect
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SgauditError(f"{out}: is a file; the snapshot is a folder: give a folder name to --out")
+    check_writable(out / "security-groups.json")
     profiles = args.profile or [None]
     # Several accounts share one --out only in the <account-id>/<region> layout.
     tree = True if len(profiles) > 1 else None
