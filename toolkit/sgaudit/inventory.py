@@ -287,12 +287,16 @@ class _Entry:
         """A nested object (``ReferencedGroupInfo``, ``Groups[1]``), labelled inside this one."""
         return _Entry(self.path, f"{self.label}, {key}", item)
 
+    def _absent(self, key: str) -> InventoryError:
+        """The error for a required field that is missing, null or empty."""
+        return self.error(f"{key} is missing" if key not in self.item else f"{key} is {_show(self.item[key])}")
+
     def text(self, key: str, required: bool = True) -> str | None:
         """A string field. An optional one that is absent, null or empty is None, as ``.get`` read it."""
         value = self.item.get(key)
         if value is None or value == "":
             if required:
-                raise self.error(f"{key} is missing" if key not in self.item else f"{key} is {_show(value)}")
+                raise self._absent(key)
             return None
         if not isinstance(value, str):
             raise self.error(f"{key} is {_show(value)}, not a string")
@@ -320,7 +324,7 @@ class _Entry:
         value = self.item.get(key)
         if value is None:
             if default is None:
-                raise self.error(f"{key} is missing" if key not in self.item else f"{key} is null")
+                raise self._absent(key)
             return default
         if not isinstance(value, bool):
             raise self.error(f"{key} is {_show(value)}, not a JSON boolean (true or false, without quotes)")
