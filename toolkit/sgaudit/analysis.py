@@ -25,7 +25,7 @@ import pandas as pd
 from . import conversations, matching, records, reduction, remote, sources, usage
 from . import timeline as timeline_
 from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table
-from .errors import SgauditError, WindowError
+from .errors import SgauditError, WindowError, whole_number
 from .fields import parse_format
 from .inventory import Inventory
 from .inventory import load as load_inventory
@@ -70,7 +70,7 @@ def parse_time(value: str | int | float | datetime | pd.Timestamp | None, name: 
 
 def _check_resources(threads: int | None, memory_limit: str) -> None:
     """Fail on a thread count or memory limit DuckDB would refuse, before any file is read."""
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+    if threads is not None and (not whole_number(threads) or threads < 1):
         raise SgauditError(f"--threads {threads!r}: give a whole number of threads, 1 or more")
     number = re.match(r"\s*([0-9.]+)", str(memory_limit))
     con = duckdb.connect(":memory:")

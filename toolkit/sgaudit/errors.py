@@ -6,6 +6,14 @@ Every message names the thing (file, line, field, rule), the value, and what to 
 from __future__ import annotations
 
 
+def whole_number(value: object) -> bool:
+    """Whether a count, limit or budget a caller passed is an ``int``: ``True`` is one in Python, and is not.
+
+    The checks that raise the errors below on such values share this, and each says its own bound.
+    """
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class SgauditError(Exception):
     """Root of every error sgaudit raises on purpose; the CLI prints it and exits with status 2."""
 

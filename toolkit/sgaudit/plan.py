@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .errors import SgauditError
+from .errors import SgauditError, whole_number
 from .inventory import PROTOCOL_NAMES, protocol_number
 from .output import md_escape
 
@@ -214,7 +214,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
         For a ``rule_budget`` that is not a whole number of at least 1, or a ``keep_attempted`` that is not
         True or False (the string ``"false"`` would read as true).
     """
-    if not isinstance(rule_budget, int) or isinstance(rule_budget, bool) or rule_budget < 1:
+    if not whole_number(rule_budget) or rule_budget < 1:
         raise SgauditError(f"rule_budget {rule_budget!r}: must be a whole number, at least 1")
     if not isinstance(keep_attempted, bool):
         raise SgauditError(f"keep_attempted {keep_attempted!r}: must be True or False")

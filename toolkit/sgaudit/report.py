@@ -29,7 +29,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from .errors import SgauditError
+from .errors import SgauditError, whole_number
 from .output import check_writable
 
 #: The notebooks shipped in the repository's ``notebooks/`` folder, by the name ``--notebook`` takes.
@@ -342,7 +342,7 @@ def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: st
 
 #: What a value of each annotated parameter type may be (times and paths may also come as numbers).
 _PARAMETER_TYPES = {
-    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "int": whole_number,
     "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
     "list": lambda v: isinstance(v, list | tuple),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .errors import SgauditError
+from .errors import SgauditError, whole_number
 from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def world_open(analysis: Analysis) -> pd.DataFrame:
 
 def _how_many(value: object, name: str) -> int:
     """A row limit given by a notebook or a caller: a whole number, 0 or more."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not whole_number(value) or value < 0:
         raise SgauditError(f"{name} {value!r}: must be a whole number, 0 or more")
     return value
 
