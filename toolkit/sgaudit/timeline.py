@@ -107,19 +107,19 @@ def choose_bucket(window: tuple[pd.Timestamp | None, pd.Timestamp | None], time_
         return pd.Timedelta(NICE_BUCKETS[-1])
     try:
         width = pd.Timedelta(time_bucket)
+        if pd.isna(width):  # "nan", "NaT": pandas reads them, as no duration
+            raise ValueError(time_bucket)
     except (ValueError, TypeError) as exc:
         raise SgauditError(f"time_bucket {time_bucket!r} is not a duration; use 'auto' or a width such as "
                            "'5min', '1h' or '1D'") from exc
-    if pd.isna(width):
-        raise SgauditError(f"time_bucket {time_bucket!r} is not a duration; use 'auto' or a width such as "
-                           "'5min', '1h' or '1D'")
     # Flow logs aggregate over 1 or 10 minutes: a narrower bucket only spreads the same records thinner.
     if width < pd.Timedelta("1min"):
         raise SgauditError(f"time_bucket {time_bucket!r} is too small; use at least '1min'")
-    if window[0] is not None and window[1] is not None and _bucket_count(window, width) > MAX_COLUMNS:
-        raise SgauditError(f"time_bucket {time_bucket!r} cuts the window into {_bucket_count(window, width):,} "
-                           f"columns, more than the views can draw ({MAX_COLUMNS:,}); use a wider bucket, 'auto', "
-                           "or a shorter window (--start/--end)")
+    columns = _bucket_count(window, width) if window[0] is not None and window[1] is not None else 0
+    if columns > MAX_COLUMNS:
+        raise SgauditError(f"time_bucket {time_bucket!r} cuts the window into {columns:,} columns, more than the "
+                           f"views can draw ({MAX_COLUMNS:,}); use a wider bucket, 'auto', or a shorter window "
+                           "(--start/--end)")
     return width
 
 
@@ -253,18 +253,22 @@ def bucket_starts(window: tuple[pd.Timestamp | None, pd.Timestamp | None], width
 
     The SQL's buckets start at multiples of the width since the epoch.
     """
-    w_lo, w_hi = window
-    if w_lo is None:
+    if window[0] is None:
         return pd.DatetimeIndex([], tz="UTC")
-    last = max(w_lo, w_hi - pd.Timedelta("1ms"))
-    return pd.date_range(_floor(w_lo, width), _floor(last, width), freq=width)
+    return pd.date_range(*_first_and_last_bucket(window, width), freq=width)
 
 
 def _bucket_count(window: tuple[pd.Timestamp, pd.Timestamp], width: pd.Timedelta) -> int:
     """``len(bucket_starts(window, width))``, counted without listing them (a long window has millions)."""
+    first, last = _first_and_last_bucket(window, width)
+    return int((last - first) // width) + 1
+
+
+def _first_and_last_bucket(window: tuple[pd.Timestamp, pd.Timestamp],
+                           width: pd.Timedelta) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The starts of the buckets of the window's first and last millisecond (``hi`` is not in ``[lo, hi)``)."""
     w_lo, w_hi = window
-    last = max(w_lo, w_hi - pd.Timedelta("1ms"))
-    return int((_floor(last, width) - _floor(w_lo, width)) // width) + 1
+    return _floor(w_lo, width), _floor(max(w_lo, w_hi - pd.Timedelta("1ms")), width)
 
 
 def _floor(ts: pd.Timestamp, width: pd.Timedelta) -> pd.Timestamp:
