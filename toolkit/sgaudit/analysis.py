@@ -52,7 +52,7 @@ def parse_time(value: str | int | float | datetime | pd.Timestamp | None, name: 
         number = float(value)
         if number != number or number in (float("inf"), float("-inf")):
             raise WindowError(f"{name}: {value!r} is not a time; {hint}")
-        ms = int(number) if abs(number) >= 1e11 else int(number * 1000)
+        ms = int(number) if abs(number) >= reduction.MS_FROM else int(number * 1000)
     else:
         try:
             ts = pd.Timestamp(value)

@@ -41,7 +41,10 @@ MAX_MS = 9_223_372_036_854
 SYN, SYNACK, RST = 1, 2, 4
 SLOT_ACC_A, SLOT_ACC_B, SLOT_REJ_A, SLOT_REJ_B = 1, 8, 64, 512  # side b's slot = side a's × 8
 
-_MS = "CASE WHEN {c} >= 100000000000 THEN {c} ELSE {c} * 1000 END"
+#: From this value on a time is in milliseconds, below it in seconds (the module docstring says why).
+MS_FROM = 10**11
+
+_MS = "CASE WHEN {c} >= " + str(MS_FROM) + " THEN {c} ELSE {c} * 1000 END"
 
 # A record that passes these checks is "ok": it goes on to conversations. The order only decides which
 # bucket a record with several faults counts in; each record counts once.
