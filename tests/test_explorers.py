@@ -130,17 +130,25 @@ def test_figure_bundle_is_plotly_json_with_escaped_text():
     assert EVIL_TEXT in text and "<img" not in text
 
 
-def test_in_a_kernel_the_chart_shows_the_selected_group(tmp_path):
-    """Run in a real kernel: the Output widget holds the figure and follows the group dropdown."""
+def test_in_a_kernel_the_chart_shows_the_selected_group(tmp_path, monkeypatch):
+    """Run in a real kernel: the Output widget holds the figure and follows the group dropdown.
+
+    The kernel sets the widget's state itself. Output displayed *into* an Output widget makes nbclient
+    (papermill, `sgaudit report`) send the state back on the shell channel while it waits there for the
+    cell's reply, and that can hang a headless run forever (jupyter/nbclient#312).
+    """
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    from nbclient.output_widget import OutputWidget
+
+    synced_back = []
+    monkeypatch.setattr(OutputWidget, "sync_state", lambda self: synced_back.append(self.comm_id))
     source = [
         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})",
         "from test_explorers import peers_frame\nfrom test_figures import rules_frame, timeline\n"
         "from sgaudit.explorers import rule_explorer\ne = rule_explorer(rules_frame(), timeline(), peers_frame())",
         "def titles():\n    return [o['data']['application/vnd.plotly.v1+json']['layout']['title']['text']"
         " for o in e.chart.outputs]\nprint(titles())\ne.group.value = 'sg-0b2'",
-        # The front end (here nbclient) syncs the Output widget's state back between cells.
         "print(titles())",
     ]
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in source])
@@ -148,3 +156,4 @@ def test_in_a_kernel_the_chart_shows_the_selected_group(tmp_path):
     printed = ["".join(o.get("text", "") for o in cell.outputs).strip() for cell in nb.cells[2:]]
     assert printed == ["['Connections per rule, per hour — sg-0a1 (web)']",
                        f"['Connections per rule, per hour — sg-0b2 ({EVIL_TEXT})']"]
+    assert synced_back == [], "output was routed into the Output widget: a headless run can hang on it"

@@ -16,7 +16,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from IPython import get_ipython
-from IPython.display import display
 
 from .figures import empty_figure, group_labels, rule_summary, rule_timeline, rules_in_order
 from .tables import readable, require_columns
@@ -147,10 +146,14 @@ class RuleExplorer(widgets.VBox):
         else:
             self.figure = rule_timeline(self._timeline, rules, gid)
         # Without IPython there is no front end to draw in; `figure` still holds what would be shown.
+        # The figure is set as the Output widget's state from the kernel, never displayed into it with
+        # `with self.chart:`: output routed into an Output widget makes a headless client (nbclient, so
+        # papermill and `sgaudit report`) send the widget's state back on the shell channel while it waits
+        # there for the cell's reply, which can hang the run for good (jupyter/nbclient#312; seen here
+        # with nine reports at once). JupyterLab draws the same state.
         if get_ipython() is not None:
-            self.chart.clear_output(wait=True)
-            with self.chart:
-                display(figure_bundle(self.figure), raw=True)
+            self.chart.outputs = ({"output_type": "display_data", "data": figure_bundle(self.figure),
+                                   "metadata": {}},)
 
     def _show_peers(self) -> None:
         if self._quiet:
