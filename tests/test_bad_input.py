@@ -283,6 +283,26 @@ def test_empty_files_beside_a_good_one(tmp_path):
     assert str(logs / "good.log.gz") not in listed
 
 
+
+def test_missing_packets_and_bytes_add_nothing_in_every_table(tmp_path):
+    # "-" counts (AWS writes them only on NODATA/SKIPDATA) on accepted records: the usage table, the
+    # conversations and the unexplained table all say 0, never an empty cell in one and 0 in another.
+    dashes = dict(packets=None, bytes_=None)
+    used = [rec("eni-a", CLIENT, SERVER, 40000, 80, flags=2, direction="ingress", **dashes)]
+    unexplained = [rec("eni-a", CLIENT, SERVER, 40000, 8080, flags=2, direction="ingress", **dashes)]
+    result = run(tmp_path, web_snapshot(), used + unexplained)
+    assert row(result, "sgr-http")[["connections", "packets", "bytes"]].tolist() == [1, 0, 0]
+    for table in (result.conversations, result.unexplained):
+        assert table[["packets", "bytes"]].to_numpy().tolist() == [[0, 0]] * len(table) and len(table)
+    assert len(result.unexplained) == 1
+
+
+def test_counts_in_the_result_tables_are_integers(tmp_path):
+    reject = rec("eni-a", "203.0.113.9", SERVER, 50000, 22, flags=2, direction="ingress", action="REJECT")
+    result = run(tmp_path, web_snapshot(), GOOD + [reject])
+    assert result.rejected["records"].dtype == "int64" and result.rejected["records"].tolist() == [1]
+    assert result.conversations["rule_count"].dtype == "int64"
+
 # --- Interfaces and groups the snapshot does not know ---------------------------------------------------
 
 

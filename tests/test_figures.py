@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from builders import Snapshot, handshake, run
 from sgaudit import figures
 from sgaudit.errors import SgauditError
 
@@ -74,7 +75,7 @@ def rejected_frame() -> pd.DataFrame:
         "protocol": [6, 6, 6, 1], "port": pd.array([22, 22, 22, None], dtype="Int64"),
         "attempts": [40, 5, 3, 2], "peers": [12, 2, 1, 2], "records": [50, 5, 3, 2],
         "first_seen": pd.to_datetime([T0] * 4, utc=True), "last_seen": pd.to_datetime([T0] * 4, utc=True),
-        "also_accepted": [False, False, True, False], "likely_cause": ["", "", "", ""]})
+        "attempts_also_accepted": [0, 0, 3, 0], "likely_cause": ["", "", "", ""]})
 
 
 def strings(fig) -> list[str]:
@@ -359,9 +360,20 @@ def test_rejected_ports_keeps_the_top_n_ports():
 
 
 def test_rejected_ports_without_also_accepted_column():
-    fig = figures.rejected_ports(rejected_frame().drop(columns=["also_accepted"]))
+    fig = figures.rejected_ports(rejected_frame().drop(columns=["attempts_also_accepted"]))
     assert fig.data[1].customdata[0][2] == ""
 
+
+
+def test_rejected_ports_of_an_analysis_say_when_attempts_were_also_accepted(tmp_path):
+    # The analysis' own rejected table, not a hand-made frame: its count of attempts also accepted
+    # reaches the hover text.
+    snap = Snapshot().group("sg-x").rule("sgr-in", "sg-x", "tcp", 443, cidr="10.0.0.0/8")
+    snap.interface("eni-x", "10.0.0.5", ["sg-x"])
+    syn, synack = handshake("eni-x", "10.1.0.7", "10.0.0.5", 40000, 443)
+    synack["action"] = "REJECT"
+    fig = figures.rejected_ports(run(tmp_path, snap, [syn, synack]).rejected)
+    assert "network ACL or a late packet" in fig.data[0].customdata[0][2]
 
 @pytest.mark.parametrize(("build", "frame", "message"), [
     (figures.top_talkers, talkers_frame, "No accepted connections"),

@@ -415,6 +415,18 @@ def test_rejected_reply_of_an_accepted_connection_points_at_the_network_acl(tmp_
     assert "network ACL or a late packet is likelier" in f["sentence"] and "network ACL" in f["fix"]
 
 
+
+def test_rejected_attempts_of_both_kinds_at_one_port_say_how_many_of_each(tmp_path):
+    syn, synack = handshake(ENI, "10.1.0.7", IP, 40000, 443)
+    synack["action"] = "REJECT"
+    probe = rec(ENI, "203.0.113.7", IP, 50000, 443, flags=2, direction="ingress", action="REJECT")
+    df = find(tmp_path, web(("sgr-in", "tcp", 443, {"cidr": "10.0.0.0/8"})), [syn, synack, probe])
+    f = one(df, "rejected_scan")
+    assert "rejected 2 inbound attempts at TCP 443" in f["sentence"]
+    assert "1 attempt of these also had accepted packets, where a network ACL or a late packet is likelier; " \
+           "the others had none" in f["sentence"]
+    assert f["fix"].startswith("check the subnet's network ACL") and "for the others, nothing to change" in f["fix"]
+
 # --- Markdown ------------------------------------------------------------------------------------------------
 
 def test_md_escape():

@@ -22,7 +22,7 @@ from builders import (
     write_log,
     write_text,
 )
-from sgaudit.usage import USAGE_COLUMNS
+from sgaudit.usage import NACL_OR_LATE, SG_OR_NACL, USAGE_COLUMNS
 
 WEB, DB = "eni-web", "eni-db"
 WEB_IP, DB_IP = "10.0.1.10", "10.0.2.20"
@@ -134,6 +134,37 @@ def test_spec_conversation_is_protocol_local_port_peer_and_peer_port_in_either_d
     assert len(r.conversations) == 2
     assert row(r, "sgr-https")["connections"] == 2
 
+
+
+@pytest.mark.parametrize("fmt", ["v5", "v2"])
+def test_spec_conversation_peer_is_the_address_however_it_is_written(tmp_path, fmt):
+    # The same IPv6 peer spelled two ways (a tool rewrote the logs): one peer address, so one conversation,
+    # and the SYN and the SYN-ACK in it make it established. The views over time key it the same way.
+    snap = account(ipv6=["2600:1f18:aa::10"])
+    snap.rule("sgr-https6", "sg-web", "tcp", 443, cidr="::/0")
+    syn = rec(WEB, "2001:db8::1", "2600:1f18:aa::10", 40000, 443, flags=2, direction="ingress")
+    synack = rec(WEB, "2600:1f18:aa::10", "2001:DB8:0:0:0:0:0:1", 443, 40000, flags=18, direction="egress")
+    if fmt == "v2":
+        syn, synack = [dict(r, **{"flow-direction": None, "tcp-flags": None}) for r in (syn, synack)]
+    r = run(tmp_path, snap, [syn, synack])
+    u = row(r, "sgr-https6")
+    assert (u["connections"], u["exclusive"], u["peers"]) == (1, 1, 1)
+    assert u["evidence"] == ("established" if fmt == "v5" else "inferred")
+    [c] = conv(r)
+    assert c["peer"] == "2001:db8::1" and c["packets"] == 2
+    cells = r.timeline("1h").rules
+    assert cells.loc[cells["rule_id"] == "sgr-https6", "connections"].sum() == 1
+
+
+def test_spec_ipv4_with_a_leading_zero_is_not_an_address(tmp_path):
+    # "010.0.0.1" is no address AWS writes (and Python's ipaddress refuses it): malformed, never a second
+    # spelling of 10.0.0.1 that would split one conversation in two.
+    recs = [rec(WEB, "010.0.0.1", WEB_IP, 40000, 22, flags=2, direction="ingress"),
+            rec(WEB, WEB_IP, "10.0.0.1", 22, 40000, flags=18, direction="egress")]
+    r = run(tmp_path, account(), recs)
+    q = r.quality.set_index("bucket")["records"]
+    assert (q["malformed"], q["conversation"]) == (1, 1)
+    assert row(r, "sgr-ssh")["evidence"] == "inferred"
 
 def test_spec_icmp_is_one_conversation_per_interface_protocol_and_peer(tmp_path):
     snap = account()
@@ -305,6 +336,23 @@ def test_spec_reject_is_never_usage_and_is_reported_per_port_counting_peer_and_p
     assert rej["attempts"] == 3 and rej["peers"] == 2 and rej["records"] == 4
     assert "network ACL" in rej["likely_cause"]
 
+
+
+def test_rejected_row_holding_both_kinds_of_attempt_says_so(tmp_path):
+    # Port 22: a client whose SYN was accepted but whose SYN-ACK was rejected (a network ACL or a late
+    # packet is likelier), and a scanner with nothing accepted. One row, as SPEC groups them, that names
+    # neither cause for both: it counts the first kind and says the row is mixed.
+    recs = [rec(WEB, "10.9.9.9", WEB_IP, 40000, 22, flags=2, direction="ingress"),
+            rec(WEB, WEB_IP, "10.9.9.9", 22, 40000, flags=18, direction="egress", action="REJECT"),
+            rec(WEB, "203.0.113.7", WEB_IP, 50000, 22, flags=2, direction="ingress", action="REJECT")]
+    r = run(tmp_path, account(), recs)
+    [rej] = r.rejected.to_dict("records")
+    assert (rej["port"], rej["attempts"], rej["attempts_also_accepted"], rej["records"]) == (22, 2, 1, 2)
+    assert rej["likely_cause"].startswith("mixed: 1 of 2 attempts also had accepted packets")
+    alone = run(tmp_path / "alone", account(), recs[:2]).rejected.iloc[0]
+    assert (alone["attempts_also_accepted"], alone["likely_cause"]) == (1, NACL_OR_LATE)
+    scan = run(tmp_path / "scan", account(), recs[2:]).rejected.iloc[0]
+    assert (scan["attempts_also_accepted"], scan["likely_cause"]) == (0, SG_OR_NACL)
 
 # --- From conversations to rules -----------------------------------------------------------------------
 
@@ -524,3 +572,15 @@ def test_spec_v2_records_of_an_interface_missing_from_the_snapshot_count_for_cov
     recs = [rec("eni-gone", CLIENT, "10.9.9.9", 40000, 443), rec("eni-gone", "10.9.9.9", CLIENT, 443, 40000)]
     r = run(tmp_path, account(), recs, fmt=V2)
     assert r.quality.set_index("bucket")["records"]["interface_not_in_snapshot"] == 2
+
+
+def test_spec_referenced_group_missing_from_the_groups_file_is_resolved_by_its_interfaces(tmp_path):
+    # security-groups.json lacks sg-web (a partial listing), but the interfaces that carry it are in the
+    # snapshot: its members are known, the rule matches them, and no problem says otherwise.
+    snap = Snapshot().group("sg-db")
+    snap.rule("sgr-pg", "sg-db", "tcp", 5432, ref="sg-web")
+    snap.interface(WEB, WEB_IP, ["sg-web"])
+    snap.interface(DB, DB_IP, ["sg-db"])
+    r = run(tmp_path, snap, handshake(DB, WEB_IP, DB_IP, 40000, 5432))
+    assert row(r, "sgr-pg")["status"] == "used"
+    assert "referenced_group_unresolved" not in set(r.problems["kind"])

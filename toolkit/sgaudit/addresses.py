@@ -13,10 +13,12 @@ import duckdb
 import pandas as pd
 
 # IPv4 parsing in SQL: it runs over every distinct address and must be vectorised. An octet that is not
-# 0..255 makes TRY_CAST return NULL, and so does the address: it is then reported as malformed.
+# 0..255 makes TRY_CAST return NULL, and so does the address: it is then reported as malformed. So is an
+# octet with a leading zero ("010"), as Python's `ipaddress` has it: AWS never writes one, and read as a
+# number it would be a second spelling of one address (two conversations with one peer).
 IPV4_MACRO = """
 CREATE OR REPLACE MACRO ipv4_num(a) AS (
-    CASE WHEN regexp_full_match(a, '[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}') THEN
+    CASE WHEN regexp_full_match(a, '(0|[1-9][0-9]{0,2})(\\.(0|[1-9][0-9]{0,2})){3}') THEN
         TRY_CAST(split_part(a, '.', 1) AS UTINYINT)::UHUGEINT * 16777216
         + TRY_CAST(split_part(a, '.', 2) AS UTINYINT)::UHUGEINT * 65536
         + TRY_CAST(split_part(a, '.', 3) AS UTINYINT)::UHUGEINT * 256
@@ -52,22 +54,27 @@ def build_address_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: 
 
 
 def build_ipv6_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str = "addr") -> None:
-    """Create ``table(addr, family, num)`` for the distinct IPv6 addresses of ``source_sql`` (column ``a``).
+    """Create ``table(addr, family, num, canon)`` for the distinct IPv6 addresses of ``source_sql`` (column ``a``).
 
     IPv4 needs no table: `IPV4_MACRO` converts it inline. IPv6 is converted with Python's `ipaddress`,
-    once per distinct address; one that does not parse is left out, and so reads as malformed.
+    once per distinct address; one that does not parse is left out, and so reads as malformed. ``canon``
+    is the address as RFC 5952 writes it (``2001:db8::1`` for ``2001:DB8:0:0:0:0:0:1``); the canonical
+    spelling of every address is in the table too, so that a text can always be looked up after it has
+    been replaced by its ``canon``.
     """
     con.execute(IPV4_MACRO)
     v6 = con.sql(f"SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL").fetchall()
-    rows = []
+    rows = {}
     for (a,) in v6:
         try:
-            rows.append((a, str(int(ipaddress.IPv6Address(a)))))
+            ip = ipaddress.IPv6Address(a)
         except ValueError:
-            pass
-    con.register("_v6_nums", pd.DataFrame(rows, columns=["addr", "num"], dtype=str))
+            continue
+        rows[a] = (a, str(int(ip)), str(ip))
+        rows.setdefault(str(ip), (str(ip), str(int(ip)), str(ip)))
+    con.register("_v6_nums", pd.DataFrame(list(rows.values()), columns=["addr", "num", "canon"], dtype=str))
     con.execute(f"""
         CREATE OR REPLACE TABLE {table} AS
-        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num FROM _v6_nums
+        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num, canon FROM _v6_nums
     """)
     con.unregister("_v6_nums")

@@ -381,12 +381,19 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
         con.execute("CREATE OR REPLACE TABLE v2_sides (interface_id VARCHAR, a_addr VARCHAR, b_addr VARCHAR, "
                     "local_is_b BOOLEAN)")
     con.execute(conversations.ORIENTED_SQL)
-    # The reduction's rows already are conversations when one statement read every record and each
-    # record said its direction; otherwise rows of one conversation may be several, and are summed.
-    already_conversations = statements == 1 and not unresolved
+    # Every IPv6 address a peer can be, with its canonical spelling: one address written two ways (by a
+    # tool that rewrote the logs) is one peer, so one conversation.
+    build_ipv6_table(con, "SELECT b_addr AS a FROM reduced WHERE bucket = 'ok' AND b_addr LIKE '%:%' UNION ALL "
+                          "SELECT a_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved AND a_addr LIKE '%:%'",
+                     table="addr")
+    con.execute(conversations.PEER_CANON_SQL)
+    respelled = con.sql("SELECT count(*) FROM peer_canon").fetchall()[0][0]
+    # The reduction's rows already are conversations when one statement read every record, each record
+    # said its direction and every peer is spelled one way; otherwise rows of one conversation may be
+    # several, and are summed.
+    already_conversations = statements == 1 and not unresolved and not respelled
     con.execute(conversations.CONVERSATIONS_RAW_VIEW if already_conversations
                 else conversations.CONVERSATIONS_RAW_SQL)
-    build_ipv6_table(con, "SELECT peer_addr AS a FROM conv_raw WHERE peer_addr LIKE '%:%'", table="addr")
     con.execute(conversations.CONVERSATIONS_SQL)
     con.execute(conversations.BUCKETS_SQL)
 

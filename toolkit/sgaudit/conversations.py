@@ -97,7 +97,7 @@ WHERE r.bucket = 'ok' AND NOT r.resolved
 # records, its rows already are conversations and the sum is skipped (`CONVERSATIONS_RAW_VIEW`).
 CONVERSATIONS_RAW_SQL = """
 CREATE OR REPLACE TABLE conv_merged AS
-SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port,
+SELECT o.interface_id, o.protocol, o.local_port, coalesce(k.canon, o.peer_addr) AS peer_addr, o.peer_port,
        min(o.local_addr) AS local_addr, min(o.peer_num4) AS peer_num4,
        sum(o.records) AS records,
        sum(o.acc_l) AS acc_l, sum(o.acc_p) AS acc_p, sum(o.rej_l) AS rej_l, sum(o.rej_p) AS rej_p,
@@ -106,9 +106,16 @@ SELECT o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port,
        min(o.first_ms) AS first_ms, max(o.last_ms) AS last_ms,
        min(o.rej_first_ms) AS rej_first_ms, max(o.rej_last_ms) AS rej_last_ms
 FROM oriented o JOIN snapshot_interfaces i ON i.interface_id = o.interface_id AND i.has_groups
+LEFT JOIN peer_canon k ON k.addr = o.peer_addr
 WHERE o.bucket = 'ok'
-GROUP BY o.interface_id, o.protocol, o.local_port, o.peer_addr, o.peer_port;
+GROUP BY o.interface_id, o.protocol, o.local_port, coalesce(k.canon, o.peer_addr), o.peer_port;
 CREATE OR REPLACE VIEW conv_raw AS SELECT rowid AS conversation_id, * FROM conv_merged
+"""
+
+# Peer addresses spelled otherwise than canonically (`addresses.build_ipv6_table`): usually none. The
+# conversations and their slots over time are keyed by the canonical spelling.
+PEER_CANON_SQL = """
+CREATE OR REPLACE TABLE peer_canon AS SELECT addr, canon FROM addr WHERE addr <> canon
 """
 
 # The reduction's own rows, when they already are conversations. A conversation is identified by its
@@ -228,8 +235,8 @@ END
 CLASSIFY_SQL = """
 CREATE OR REPLACE TABLE classified AS
 WITH c AS (SELECT *, {flags} FROM conversations WHERE family IS NOT NULL),
-m AS (SELECT conversation_id, sum(CASE WHEN is_egress THEN 0 ELSE 1 END) AS n_in,
-             sum(CASE WHEN is_egress THEN 1 ELSE 0 END) AS n_out
+m AS (SELECT conversation_id, sum(CASE WHEN is_egress THEN 0 ELSE 1 END)::BIGINT AS n_in,
+             sum(CASE WHEN is_egress THEN 1 ELSE 0 END)::BIGINT AS n_out
       FROM candidates GROUP BY conversation_id),
 k AS (
     SELECT c.*, coalesce(m.n_in, 0) > 0 AS allows_in, coalesce(m.n_out, 0) > 0 AS allows_out,

@@ -532,8 +532,7 @@ def top_talkers(talkers: pd.DataFrame, n: int = 20) -> go.Figure:
 def _rejected_by_port(rejected: pd.DataFrame) -> pd.DataFrame:
     """One row per (protocol, port, direction): attempts and peers summed over interfaces."""
     rows = rejected.assign(label=_port_labels(rejected))
-    if "also_accepted" not in rows.columns:
-        rows["also_accepted"] = False
+    rows["also_accepted"] = rows["attempts_also_accepted"] > 0 if "attempts_also_accepted" in rows.columns else False
     return rows.groupby(["label", "direction"], as_index=False).agg(
         attempts=("attempts", "sum"), peers=("peers", "sum"), interfaces=("interface_id", "nunique"),
         also_accepted=("also_accepted", "any"))
@@ -546,7 +545,7 @@ def rejected_ports(rejected: pd.DataFrame, n: int = 20) -> go.Figure:
     ----------
     rejected : pandas.DataFrame
         One row per interface, direction, protocol and port: attempts (distinct peer and peer port),
-        peers, and ``also_accepted`` when present.
+        peers, and ``attempts_also_accepted`` when present (as in `Analysis.rejected`).
     n : int
         How many ports to draw; the title says of how many.
 

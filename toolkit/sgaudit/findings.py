@@ -641,6 +641,8 @@ def _unexplained(ctx: _Context, df: pd.DataFrame) -> list[dict]:
 
 #: The ports a grouped ``rejected_scan`` finding names, busiest first; the rest are counted.
 REJECTED_PORTS_NAMED = 5
+# How many of a rejected row's attempts also had accepted packets: all, none, or some.
+_ACCEPTED_ALL, _ACCEPTED_NONE, _ACCEPTED_SOME = "all", "none", "some"
 
 
 def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]:
@@ -649,22 +651,24 @@ def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]
     A scan touches hundreds of ports: one finding per port (the rejected table's grain) buried the other
     findings under thousands of lines. The rows are grouped instead, keeping apart what calls for a
     different reading: the EC2.19 ports (low, not info), and rows whose conversations also had accepted
-    packets (a network ACL or a late packet is likelier than the security group).
+    packets (a network ACL or a late packet is likelier than the security group), had none, or both.
     """
     if df.empty:
         return []
     df = df.copy()
     df["risky"] = [d == "inbound" and pd.notna(p) and int(p) in HIGH_RISK_PORTS and int(pr) in (6, 17)
                    for d, p, pr in zip(df["direction"], df["port"], df["protocol"], strict=True)]
-    df["nacl"] = df["likely_cause"].str.startswith("network ACL")
+    df["cause"] = [_ACCEPTED_NONE if a == 0 else _ACCEPTED_ALL if a >= n else _ACCEPTED_SOME
+                   for n, a in zip(df["attempts"], df["attempts_also_accepted"], strict=True)]
     peers = _rejected_peers(analysis, df)
     out = []
-    for (iface, direction, risky, nacl), g in df.groupby(["interface_id", "direction", "risky", "nacl"], sort=True):
+    for (iface, direction, risky, cause), g in df.groupby(["interface_id", "direction", "risky", "cause"],
+                                                          sort=True):
         gid, gname, groups = _groups_of(ctx, iface)
         g = g.sort_values(["attempts", "protocol", "port"], ascending=[False, True, True], kind="stable")
         named = [_port_text(r.protocol, r.port) for r in g.itertuples(index=False)]
         attempts, records = int(g["attempts"].sum()), int(g["records"].sum())
-        n_peers = peers[(iface, direction, bool(risky), bool(nacl))]
+        n_peers = peers[(iface, direction, bool(risky), cause)]
         if len(g) == 1:
             at = named[0]
         else:
@@ -675,8 +679,18 @@ def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]
             at = f"{len(g):,} ports ({busiest}{more})"
         # Flow logs do not say what rejected: a security group never rejects the reply of a connection it
         # allowed, so accepted packets in the same conversations point at a network ACL or a late packet.
-        why = ("other packets of these conversations were accepted, so a network ACL or a late packet is likelier"
-               if nacl else "none of these conversations was accepted")
+        also = int(g["attempts_also_accepted"].sum())
+        why = {_ACCEPTED_ALL: "other packets of these conversations were accepted, so a network ACL or a late "
+                              "packet is likelier",
+               _ACCEPTED_NONE: "none of these conversations was accepted",
+               _ACCEPTED_SOME: f"{_plural(also, 'attempt')} of these also had accepted packets, where a network ACL "
+                               "or a late packet is likelier; the others had none"}[cause]
+        nacl_fix = "check the subnet's network ACL allows the return traffic (ephemeral ports 1024-65535)"
+        closed_fix = ("nothing to change if these ports are meant to be closed; if this traffic is expected, find "
+                      "whether the security group or the subnet's network ACL blocks it")
+        fix = {_ACCEPTED_ALL: nacl_fix, _ACCEPTED_NONE: closed_fix,
+               _ACCEPTED_SOME: f"{nacl_fix}, for the attempts that also had accepted packets; for the others, "
+                               f"{closed_fix}"}[cause]
         out.append(_finding(
             "low" if risky else "info", "rejected_scan",
             f"rejected {direction} attempts at {named[0] if len(g) == 1 else _plural(len(g), 'port')}",
@@ -686,10 +700,7 @@ def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]
             f"group, a network ACL or a late packet, and {why}.",
             f"attempts {attempts:,}; peers {n_peers:,}; records {records:,}; ports {', '.join(named)}; first seen "
             f"{g['first_seen'].min():%Y-%m-%dT%H:%M:%SZ}; last seen {g['last_seen'].max():%Y-%m-%dT%H:%M:%SZ}",
-            "check the subnet's network ACL allows the return traffic (ephemeral ports 1024-65535)" if nacl else
-            "nothing to change if these ports are meant to be closed; if this traffic is expected, find whether "
-            "the security group or the subnet's network ACL blocks it",
-            group_id=gid, group_name=gname, interface_id=iface, exposure=attempts))
+            fix, group_id=gid, group_name=gname, interface_id=iface, exposure=attempts))
     return out
 
 
@@ -698,10 +709,10 @@ def _port_text(protocol, port) -> str:
 
 
 def _rejected_peers(analysis: Analysis, rejected: pd.DataFrame) -> dict[tuple, int]:
-    """Distinct peers with REJECT records per (interface, direction, risky, nacl) of `_rejected`'s rows.
+    """Distinct peers with REJECT records per (interface, direction, risky, cause) of `_rejected`'s rows.
 
     The rejected table counts peers per port; a peer that tried several ports of one finding counts once.
-    Each peer's port takes its row's ``risky`` and ``nacl`` from ``rejected``, so both stay decided in one
+    Each peer's port takes its row's ``risky`` and ``cause`` from ``rejected``, so both stay decided in one
     place (pandas merges a missing port with a missing port, as the rejected table groups them).
     """
     peers = analysis.con.sql("""
@@ -709,13 +720,13 @@ def _rejected_peers(analysis: Analysis, rejected: pd.DataFrame) -> dict[tuple, i
         FROM classified WHERE rej_p + rej_l > 0
     """).df()
     keys = ["interface_id", "direction", "protocol", "port"]
-    rows = rejected[keys + ["risky", "nacl"]].copy()
+    rows = rejected[keys + ["risky", "cause"]].copy()
     for frame in (peers, rows):  # one dtype on both sides: DuckDB's small unsigned ints, pandas' floats
         frame[["protocol", "port"]] = frame[["protocol", "port"]].astype("float64")
     merged = peers.merge(rows, on=keys, how="inner")
-    counts = merged.drop_duplicates(["interface_id", "direction", "risky", "nacl", "family", "peer"]).groupby(
-        ["interface_id", "direction", "risky", "nacl"]).size()
-    return {(i, d, bool(r), bool(n)): int(c) for (i, d, r, n), c in counts.items()}
+    counts = merged.drop_duplicates(["interface_id", "direction", "risky", "cause", "family", "peer"]).groupby(
+        ["interface_id", "direction", "risky", "cause"]).size()
+    return {(i, d, bool(r), c): int(n) for (i, d, r, c), n in counts.items()}
 
 
 # --- Markdown ------------------------------------------------------------------------------------------

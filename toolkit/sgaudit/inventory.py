@@ -546,6 +546,11 @@ def _build(rules: list[_Rule], groups: list[dict], interfaces: list[_Interface],
     groups_df = pd.DataFrame(groups, columns=["group_id", "group_name", "vpc_id", "owner_id", "description"])
     groups_df = groups_df.drop_duplicates("group_id").reset_index(drop=True)
     known_groups = set(groups_df["group_id"])
+    # A referenced group is resolved when the snapshot knows its members: it is listed in the groups file,
+    # carried by an interface (its members are those interfaces), or owns rules (a group of this account
+    # and region, whose members are the interfaces of the snapshot that carry it: maybe none).
+    resolved = (known_groups | {g for n in interfaces for g in n.group_ids}
+                | {r.row["group_id"] for r in rules})
 
     for r in rules:
         rid, gid, kind, peer = r.row["rule_id"], r.row["group_id"], r.row["peer_kind"], r.row["peer"]
@@ -556,7 +561,7 @@ def _build(rules: list[_Rule], groups: list[dict], interfaces: list[_Interface],
                           f"whose entries are not in the snapshot ({PREFIX_ENTRIES_DIR}/{peer}.json): "
                           "it can match no traffic until they are added",
             })
-        elif kind == "group" and peer not in known_groups:
+        elif kind == "group" and peer not in resolved:
             problems.append({
                 "kind": "referenced_group_unresolved", "resource": rid,
                 "detail": f"rule {rid} of {gid} refers to {peer}, {_why_unresolved(r.ref, r.owner)}; its members "

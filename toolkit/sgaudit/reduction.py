@@ -77,8 +77,9 @@ SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, r
        COUNT(CASE WHEN rej AND NOT from_b THEN 1 END) AS rej_a,
        COUNT(CASE WHEN rej AND from_b THEN 1 END) AS rej_b,
        BIT_OR(flag_bits) AS flag_bits,
-       SUM(CASE WHEN acc THEN packets ELSE 0 END) AS packets,
-       SUM(CASE WHEN acc THEN bytes ELSE 0 END) AS bytes,
+       -- `-` counts (AWS writes them only on NODATA/SKIPDATA) add nothing: a sum is never NULL.
+       SUM(CASE WHEN acc THEN coalesce(packets, 0) ELSE 0 END) AS packets,
+       SUM(CASE WHEN acc THEN coalesce(bytes, 0) ELSE 0 END) AS bytes,
        MIN(CASE WHEN NOT rej THEN start_ms END) AS first_ms,
        MAX(CASE WHEN NOT rej THEN end_ms END) AS last_ms,
        MIN(CASE WHEN rej THEN start_ms END) AS rej_first_ms,

@@ -142,10 +142,10 @@ WITH o AS (
 k AS (
     SELECT interface_id, protocol, time_slot,
            CASE WHEN swap THEN b_port ELSE a_port END AS local_port,
-           CASE WHEN swap THEN a_addr ELSE b_addr END AS peer_addr,
+           coalesce(n.canon, CASE WHEN swap THEN a_addr ELSE b_addr END) AS peer_addr,
            CASE WHEN swap THEN a_port ELSE b_port END AS peer_port,
            accepted, rejected, bytes, packets
-    FROM o
+    FROM o LEFT JOIN peer_canon n ON n.addr = CASE WHEN swap THEN o.a_addr ELSE o.b_addr END
 )
 SELECT c.conversation_id, k.time_slot, sum(k.accepted) AS accepted, sum(k.rejected) AS rejected,
        sum(k.bytes) AS bytes, sum(k.packets) AS packets

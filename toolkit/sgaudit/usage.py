@@ -194,26 +194,44 @@ REJECTED_SQL = """
 SELECT interface_id, direction, protocol, port,
        count(DISTINCT (peer_num, peer_port)) AS attempts,
        count(DISTINCT peer_num) AS peers,
-       sum(rej_p + rej_l) AS records,
+       sum(rej_p + rej_l)::BIGINT AS records,
        min(rej_first_ms) AS first_ms, max(rej_last_ms) AS last_ms,
-       bool_or(accepted) AS also_accepted
+       count(DISTINCT CASE WHEN accepted THEN (peer_num, peer_port) END) AS attempts_also_accepted
 FROM classified WHERE rej_p + rej_l > 0
 GROUP BY ALL ORDER BY attempts DESC, interface_id, direction, protocol, port
 """
+
+
+#: ``likely_cause`` of rejected attempts whose conversations also had accepted packets: a security group
+#: is stateful and never rejects the reply of a connection it allowed.
+NACL_OR_LATE = "network ACL or late packet (other packets of the same conversation were accepted)"
+#: ``likely_cause`` of rejected attempts with nothing accepted: flow logs do not say which of the two.
+SG_OR_NACL = "security group or network ACL"
+
+
+def likely_cause(attempts: int, also_accepted: int) -> str:
+    """What probably rejected a row's attempts, of which ``also_accepted`` also had accepted packets."""
+    if also_accepted == 0:
+        return SG_OR_NACL
+    if also_accepted >= attempts:
+        return NACL_OR_LATE
+    return (f"mixed: {also_accepted:,} of {attempts:,} attempts also had accepted packets (for those, network ACL "
+            f"or late packet); for the others, {SG_OR_NACL}")
 
 
 def rejected_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """REJECT records per (interface, direction, protocol, port), counting distinct (peer, peer port).
 
     A REJECT can come from a security group, a network ACL, or a packet arriving after the connection
-    closed; ``likely_cause`` says which is likelier, never more.
+    closed; ``likely_cause`` says which is likelier, never more, and ``attempts_also_accepted`` counts the
+    attempts whose conversation also had accepted packets (a row can hold both kinds: a port's late
+    packets and a scanner's probes).
     """
     df = _times(con.sql(REJECTED_SQL).df())
-    df["likely_cause"] = [
-        "network ACL or late packet (other packets of the same conversation were accepted)" if a
-        else "security group or network ACL" for a in df["also_accepted"]
-    ]
-    return df.drop(columns=["also_accepted"])
+    df["attempts_also_accepted"] = df["attempts_also_accepted"].astype("int64")
+    df["likely_cause"] = [likely_cause(int(n), int(a))
+                          for n, a in zip(df["attempts"], df["attempts_also_accepted"], strict=True)]
+    return df
 
 
 def coverage_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFrame:
