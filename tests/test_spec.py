@@ -136,14 +136,19 @@ def test_spec_conversation_is_protocol_local_port_peer_and_peer_port_in_either_d
 
 
 
-@pytest.mark.parametrize("fmt", ["v5", "v2"])
-def test_spec_conversation_peer_is_the_address_however_it_is_written(tmp_path, fmt):
+@pytest.mark.parametrize(("fmt", "spellings", "shown"), [
+    ("v5", ("2001:db8::1", "2001:DB8:0:0:0:0:0:1"), "2001:db8::1"),
+    ("v2", ("2001:db8::1", "2001:DB8:0:0:0:0:0:1"), "2001:db8::1"),
+    ("v5", ("2001:DB8::1", "2001:db8:0::1"), "2001:db8::1"),  # neither canonical: shown canonically
+    ("v5", ("2001:DB8::1", "2001:DB8::1"), "2001:DB8::1"),  # written one way: shown as written
+], ids=["v5", "v2", "neither-canonical", "one-spelling"])
+def test_spec_conversation_peer_is_the_address_however_it_is_written(tmp_path, fmt, spellings, shown):
     # The same IPv6 peer spelled two ways (a tool rewrote the logs): one peer address, so one conversation,
     # and the SYN and the SYN-ACK in it make it established. The views over time key it the same way.
     snap = account(ipv6=["2600:1f18:aa::10"])
     snap.rule("sgr-https6", "sg-web", "tcp", 443, cidr="::/0")
-    syn = rec(WEB, "2001:db8::1", "2600:1f18:aa::10", 40000, 443, flags=2, direction="ingress")
-    synack = rec(WEB, "2600:1f18:aa::10", "2001:DB8:0:0:0:0:0:1", 443, 40000, flags=18, direction="egress")
+    syn = rec(WEB, spellings[0], "2600:1f18:aa::10", 40000, 443, flags=2, direction="ingress")
+    synack = rec(WEB, "2600:1f18:aa::10", spellings[1], 443, 40000, flags=18, direction="egress")
     if fmt == "v2":
         syn, synack = [dict(r, **{"flow-direction": None, "tcp-flags": None}) for r in (syn, synack)]
     r = run(tmp_path, snap, [syn, synack])
@@ -151,7 +156,7 @@ def test_spec_conversation_peer_is_the_address_however_it_is_written(tmp_path, f
     assert (u["connections"], u["exclusive"], u["peers"]) == (1, 1, 1)
     assert u["evidence"] == ("established" if fmt == "v5" else "inferred")
     [c] = conv(r)
-    assert c["peer"] == "2001:db8::1" and c["packets"] == 2
+    assert c["peer"] == shown and c["packets"] == 2
     cells = r.timeline("1h").rules
     assert cells.loc[cells["rule_id"] == "sgr-https6", "connections"].sum() == 1
 

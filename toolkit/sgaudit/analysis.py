@@ -388,12 +388,13 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
                      table="addr")
     con.execute(conversations.PEER_CANON_SQL)
     respelled = con.sql("SELECT count(*) FROM peer_canon").fetchall()[0][0]
-    # The reduction's rows already are conversations when one statement read every record, each record
-    # said its direction and every peer is spelled one way; otherwise rows of one conversation may be
-    # several, and are summed.
-    already_conversations = statements == 1 and not unresolved and not respelled
-    con.execute(conversations.CONVERSATIONS_RAW_VIEW if already_conversations
-                else conversations.CONVERSATIONS_RAW_SQL)
+    # The reduction's rows already are conversations when one statement read every record and each
+    # record said its direction (only the rows of peers spelled two ways are then summed); otherwise rows
+    # of one conversation may be several, and are summed.
+    if statements == 1 and not unresolved:
+        con.execute(conversations.CONVERSATIONS_RESPELLED_SQL if respelled else conversations.CONVERSATIONS_RAW_VIEW)
+    else:
+        con.execute(conversations.CONVERSATIONS_RAW_SQL)
     con.execute(conversations.CONVERSATIONS_SQL)
     con.execute(conversations.BUCKETS_SQL)
 
