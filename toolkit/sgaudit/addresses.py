@@ -59,9 +59,10 @@ def build_ipv6_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str
     ``source_sql`` has one column ``a``. IPv4 needs no table: `IPV4_MACRO` converts it inline. IPv6 is
     converted with Python's `ipaddress`, once per distinct address; one that does not parse is left out,
     and so reads as malformed. ``canon`` is the address as RFC 5952 writes it (``2001:db8::1`` for
-    ``2001:DB8:0:0:0:0:0:1``). The canonical spelling of every address is in the table too (``written``
-    false when ``source_sql`` does not hold it), so that a text can always be looked up after it has been
-    replaced by its ``canon``.
+    ``2001:DB8:0:0:0:0:0:1``), NULL when that is ``addr`` itself (nearly always: the table is as long as
+    there are IPv6 peers). The canonical spelling of every address is in the table too (``written`` false
+    when ``source_sql`` does not hold it), so that a text can always be looked up after it has been
+    replaced by its canonical spelling.
     """
     con.execute(IPV4_MACRO)
     v6 = con.sql(f"SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL").fetchall()
@@ -71,13 +72,16 @@ def build_ipv6_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str
             ip = ipaddress.IPv6Address(a)
         except ValueError:
             continue
-        rows[a] = (a, str(int(ip)), str(ip), True)
-    for _, num, canon, _ in list(rows.values()):
-        rows.setdefault(canon, (canon, num, canon, False))
+        canon = str(ip)
+        rows[a] = (a, str(int(ip)), None if canon == a else canon, True)
+    for _, num, canon, _ in [r for r in rows.values() if r[2] is not None]:
+        rows.setdefault(canon, (canon, num, None, False))
     con.register("_v6_nums", pd.DataFrame(list(rows.values()), columns=["addr", "num", "canon", "written"]
-                                          ).astype({"addr": str, "num": str, "canon": str, "written": bool}))
+                                          ).astype({"addr": str, "num": str, "canon": object, "written": bool}))
     con.execute(f"""
         CREATE OR REPLACE TABLE {table} AS
-        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num, canon, written FROM _v6_nums
+        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num, CAST(canon AS VARCHAR) AS canon,
+               written
+        FROM _v6_nums
     """)
     con.unregister("_v6_nums")

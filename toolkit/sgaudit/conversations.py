@@ -117,8 +117,9 @@ CREATE OR REPLACE VIEW conv_raw AS SELECT rowid AS conversation_id, * FROM conv_
 # an address written one way only keeps it, whatever it is, and costs nothing.
 PEER_CANON_SQL = """
 CREATE OR REPLACE TABLE peer_canon AS
-SELECT addr, canon FROM addr
-WHERE written AND canon IN (SELECT canon FROM addr WHERE written GROUP BY canon HAVING count(*) > 1)
+SELECT addr, coalesce(canon, addr) AS canon FROM addr
+WHERE written AND coalesce(canon, addr) IN (
+    SELECT coalesce(canon, addr) FROM addr WHERE written GROUP BY 1 HAVING count(*) > 1)
 """
 
 # The reduction's own rows, when they already are conversations. A conversation is identified by its
