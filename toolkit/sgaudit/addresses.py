@@ -54,34 +54,49 @@ def build_address_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: 
 
 
 def build_ipv6_table(con: duckdb.DuckDBPyConnection, source_sql: str, table: str = "addr") -> None:
-    """Create ``table(addr, family, num, canon, written)`` for the distinct IPv6 addresses of ``source_sql``.
+    """Create ``table(addr, family, num)`` for the distinct IPv6 addresses of ``source_sql`` (column ``a``).
 
-    ``source_sql`` has one column ``a``. IPv4 needs no table: `IPV4_MACRO` converts it inline. IPv6 is
-    converted with Python's `ipaddress`, once per distinct address; one that does not parse is left out,
-    and so reads as malformed. ``canon`` is the address as RFC 5952 writes it (``2001:db8::1`` for
-    ``2001:DB8:0:0:0:0:0:1``), NULL when that is ``addr`` itself (nearly always: the table is as long as
-    there are IPv6 peers). The canonical spelling of every address is in the table too (``written`` false
-    when ``source_sql`` does not hold it), so that a text can always be looked up after it has been
-    replaced by its canonical spelling.
+    IPv4 needs no table: `IPV4_MACRO` converts it inline. IPv6 is converted with Python's `ipaddress`,
+    once per distinct address; one that does not parse is left out, and so reads as malformed.
     """
     con.execute(IPV4_MACRO)
     v6 = con.sql(f"SELECT DISTINCT a FROM ({source_sql}) WHERE a IS NOT NULL").fetchall()
-    rows = {}
+    rows = []
     for (a,) in v6:
         try:
-            ip = ipaddress.IPv6Address(a)
+            rows.append((a, str(int(ipaddress.IPv6Address(a)))))
         except ValueError:
-            continue
-        canon = str(ip)
-        rows[a] = (a, str(int(ip)), None if canon == a else canon, True)
-    for _, num, canon, _ in [r for r in rows.values() if r[2] is not None]:
-        rows.setdefault(canon, (canon, num, None, False))
-    con.register("_v6_nums", pd.DataFrame(list(rows.values()), columns=["addr", "num", "canon", "written"]
-                                          ).astype({"addr": str, "num": str, "canon": object, "written": bool}))
+            pass
+    con.register("_v6_nums", pd.DataFrame(rows, columns=["addr", "num"], dtype=str))
     con.execute(f"""
         CREATE OR REPLACE TABLE {table} AS
-        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num, CAST(canon AS VARCHAR) AS canon,
-               written
-        FROM _v6_nums
+        SELECT addr, CAST(6 AS TINYINT) AS family, CAST(num AS UHUGEINT) AS num FROM _v6_nums
     """)
     con.unregister("_v6_nums")
+
+
+def build_respelled_table(con: duckdb.DuckDBPyConnection, table: str = "addr", out: str = "peer_canon") -> int:
+    """Create ``out(addr, canon)`` for the addresses of ``table`` written in more than one way.
+
+    ``canon`` is the spelling RFC 5952 gives (``2001:db8::1`` for ``2001:DB8:0:0:0:0:0:1`` and
+    ``2001:db8:0::1``). Usually there are none, and finding that costs one grouping of ``table`` by
+    number. The canonical spelling is added to ``table`` when the input never wrote it, so that a peer
+    replaced by its ``canon`` can still be looked up there.
+
+    Returns
+    -------
+    int
+        How many spellings ``out`` holds.
+    """
+    multi = con.sql(f"SELECT addr, CAST(num AS VARCHAR) FROM {table} "
+                    f"WHERE num IN (SELECT num FROM {table} GROUP BY num HAVING count(*) > 1)").fetchall()
+    rows = [(a, str(ipaddress.IPv6Address(int(n))), n) for a, n in multi]
+    con.register("_respelled", pd.DataFrame(rows, columns=["addr", "canon", "num"], dtype=str))
+    con.execute(f"CREATE OR REPLACE TABLE {out} AS SELECT addr, canon FROM _respelled")
+    con.execute(f"""
+        INSERT INTO {table}
+        SELECT DISTINCT canon, CAST(6 AS TINYINT), CAST(num AS UHUGEINT) FROM _respelled
+        WHERE canon NOT IN (SELECT addr FROM {table})
+    """)
+    con.unregister("_respelled")
+    return len(rows)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from . import conversations, matching, records, reduction, remote, sources, usage
 from . import timeline as timeline_
-from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table
+from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table, build_respelled_table
 from .errors import SgauditError, WindowError, whole_number
 from .fields import parse_format
 from .inventory import Inventory
@@ -381,13 +381,13 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
         con.execute("CREATE OR REPLACE TABLE v2_sides (interface_id VARCHAR, a_addr VARCHAR, b_addr VARCHAR, "
                     "local_is_b BOOLEAN)")
     con.execute(conversations.ORIENTED_SQL)
-    # Every IPv6 address a peer can be, with its canonical spelling: one address written two ways (by a
-    # tool that rewrote the logs) is one peer, so one conversation.
-    build_ipv6_table(con, "SELECT b_addr AS a FROM reduced WHERE bucket = 'ok' AND b_addr LIKE '%:%' UNION ALL "
-                          "SELECT a_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved AND a_addr LIKE '%:%'",
-                     table="addr")
-    con.execute(conversations.PEER_CANON_SQL)
-    respelled = con.sql("SELECT count(*) FROM peer_canon").fetchall()[0][0]
+    # Every IPv6 address a peer can be (a version-2 row's peer is either of its addresses), and those
+    # written two ways (by a tool that rewrote the logs): one address is one peer, so one conversation.
+    peers = "SELECT b_addr AS a FROM reduced WHERE bucket = 'ok' AND b_addr LIKE '%:%'"
+    if unresolved:
+        peers += " UNION ALL SELECT a_addr FROM reduced WHERE bucket = 'ok' AND NOT resolved AND a_addr LIKE '%:%'"
+    build_ipv6_table(con, peers, table="addr")
+    respelled = build_respelled_table(con, table="addr", out="peer_canon")
     # The reduction's rows already are conversations when one statement read every record and each
     # record said its direction (only the rows of peers spelled two ways are then summed); otherwise rows
     # of one conversation may be several, and are summed.
