@@ -114,15 +114,14 @@ CREATE OR REPLACE VIEW conv_raw AS SELECT rowid AS conversation_id, * FROM conv_
 
 # The reduction's own rows, when they already are conversations. A conversation is identified by its
 # row (DuckDB's ``rowid``: the table is written once and never changed), so nothing is copied.
-CONVERSATIONS_RAW_VIEW = """
-CREATE OR REPLACE VIEW conv_raw AS
+_ROWS_AS_CONVERSATIONS = """
 SELECT r.rowid AS conversation_id, r.interface_id, r.protocol, r.a_port AS local_port, r.b_addr AS peer_addr,
        r.b_port AS peer_port, r.local_addr, r.b_num4 AS peer_num4, r.records,
        r.acc_a AS acc_l, r.acc_b AS acc_p, r.rej_a AS rej_l, r.rej_b AS rej_p, r.flag_bits, r.packets, r.bytes,
        r.first_ms, r.last_ms, r.rej_first_ms, r.rej_last_ms
 FROM reduced r JOIN snapshot_interfaces i ON i.interface_id = r.interface_id AND i.has_groups
-WHERE r.bucket = 'ok'
-"""
+WHERE r.bucket = 'ok'"""
+CONVERSATIONS_RAW_VIEW = f"CREATE OR REPLACE VIEW conv_raw AS {_ROWS_AS_CONVERSATIONS}\n"
 
 # The same when some peers are written two ways (`addresses.build_respelled_table`, ``peer_canon``; rare:
 # a tool rewrote the logs). Their conversations, and their slots over time, are keyed by the canonical
@@ -130,15 +129,10 @@ WHERE r.bucket = 'ok'
 # under either spelling, are summed; a merged conversation is identified by the first of its rows, which
 # no other conversation has. A view, like the one above: measured at 10M records with one peer taken
 # this way, it cost about 1.7 s more than that one, and a table written once 3.5 s.
-CONVERSATIONS_RESPELLED_SQL = """
+CONVERSATIONS_RESPELLED_SQL = f"""
 CREATE OR REPLACE TABLE respelled AS SELECT addr AS a FROM peer_canon UNION SELECT canon FROM peer_canon;
 CREATE OR REPLACE VIEW conv_raw AS
-SELECT r.rowid AS conversation_id, r.interface_id, r.protocol, r.a_port AS local_port, r.b_addr AS peer_addr,
-       r.b_port AS peer_port, r.local_addr, r.b_num4 AS peer_num4, r.records,
-       r.acc_a AS acc_l, r.acc_b AS acc_p, r.rej_a AS rej_l, r.rej_b AS rej_p, r.flag_bits, r.packets, r.bytes,
-       r.first_ms, r.last_ms, r.rej_first_ms, r.rej_last_ms
-FROM reduced r JOIN snapshot_interfaces i ON i.interface_id = r.interface_id AND i.has_groups
-WHERE r.bucket = 'ok' AND r.b_addr NOT IN (SELECT a FROM respelled)
+{_ROWS_AS_CONVERSATIONS} AND r.b_addr NOT IN (SELECT a FROM respelled)
 UNION ALL
 SELECT min(r.rowid), r.interface_id, r.protocol, r.a_port, coalesce(k.canon, r.b_addr), r.b_port,
        min(r.local_addr), min(r.b_num4), sum(r.records), sum(r.acc_a), sum(r.acc_b), sum(r.rej_a), sum(r.rej_b),
