@@ -54,8 +54,20 @@ def setup() -> None:
 
     It displays nothing else and returns nothing.
     """
+    from IPython.utils.capture import capture_output
     from itables import init_notebook_mode
 
     pio.renderers[RENDERER] = OfflineNotebookRenderer()
     pio.renderers.default = DEFAULT_RENDERERS
-    init_notebook_mode(all_interactive=True, connected=False)
+    # itables displays its dark-theme switch (a module script) before the library that switch awaits. The
+    # exported report runs module scripts once the page is read, but JupyterLab runs each output as it
+    # arrives, and there the switch failed ("Cannot destructure 'set_or_remove_dark_class'"): tables
+    # never followed a dark theme. The library goes first; the outputs are otherwise itables' own.
+    with capture_output(stdout=False, stderr=False) as shown:
+        init_notebook_mode(all_interactive=True, connected=False)
+    for output in sorted(shown.outputs, key=_is_module_script):
+        output.display()
+
+
+def _is_module_script(output) -> bool:
+    return str(output.data.get("text/html", "")).lstrip().startswith('<script type="module">')
