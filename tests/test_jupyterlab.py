@@ -40,7 +40,7 @@ def jupyterlab(tmp_path):
     port = _free_port()
     state = tmp_path / "lab-state"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(state / "config"), "JUPYTER_RUNTIME_DIR": str(state / "run")}
-    log = open(tmp_path / "jupyterlab.log", "w")  # noqa: SIM115 - closed below, after the server
+    log = open(tmp_path / "jupyterlab.log", "w")  # closed below, after the server
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--allow-root",
          "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={tmp_path}",

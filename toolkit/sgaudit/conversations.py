@@ -126,13 +126,13 @@ CONVERSATIONS_RAW_VIEW = f"CREATE OR REPLACE VIEW conv_raw AS {_ROWS_AS_CONVERSA
 # The same when some peers are written two ways (`addresses.build_respelled_table`, ``peer_canon``; rare:
 # a tool rewrote the logs). Their conversations, and their slots over time, are keyed by the canonical
 # spelling; an address written one way keeps its spelling, whatever it is. Only the rows of those peers,
-# under either spelling, are summed; a merged conversation is identified by the first of its rows, which
-# no other conversation has. A view, like the one above: measured at 10M records with one peer taken
-# this way, it cost about 1.7 s more than that one, and a table written once 3.5 s.
+# under any spelling they were written in (``peer_canon.addr``), are summed; a merged conversation is
+# identified by the first of its rows, which no other conversation has. A view, like the one above:
+# measured at 10M records with one peer taken this way, it cost about 1.7 s more than that one, and a
+# table written once 3.5 s.
 CONVERSATIONS_RESPELLED_SQL = f"""
-CREATE OR REPLACE TABLE respelled AS SELECT addr AS a FROM peer_canon UNION SELECT canon FROM peer_canon;
 CREATE OR REPLACE VIEW conv_raw AS
-{_ROWS_AS_CONVERSATIONS} AND r.b_addr NOT IN (SELECT a FROM respelled)
+{_ROWS_AS_CONVERSATIONS} AND r.b_addr NOT IN (SELECT addr FROM peer_canon)
 UNION ALL
 SELECT min(r.rowid), r.interface_id, r.protocol, r.a_port, coalesce(k.canon, r.b_addr), r.b_port,
        min(r.local_addr), min(r.b_num4), sum(r.records), sum(r.acc_a), sum(r.acc_b), sum(r.rej_a), sum(r.rej_b),
@@ -140,7 +140,7 @@ SELECT min(r.rowid), r.interface_id, r.protocol, r.a_port, coalesce(k.canon, r.b
        min(r.first_ms), max(r.last_ms), min(r.rej_first_ms), max(r.rej_last_ms)
 FROM reduced r JOIN snapshot_interfaces i ON i.interface_id = r.interface_id AND i.has_groups
 LEFT JOIN peer_canon k ON k.addr = r.b_addr
-WHERE r.bucket = 'ok' AND r.b_addr IN (SELECT a FROM respelled)
+WHERE r.bucket = 'ok' AND r.b_addr IN (SELECT addr FROM peer_canon)
 GROUP BY r.interface_id, r.protocol, r.a_port, coalesce(k.canon, r.b_addr), r.b_port
 """
 

@@ -26,6 +26,7 @@ import pandas as pd
 from . import summaries
 from .errors import SgauditError
 from .output import md_escape
+from .usage import ALL_ACCEPTED, NONE_ACCEPTED, SOME_ACCEPTED, accepted_share
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -641,8 +642,6 @@ def _unexplained(ctx: _Context, df: pd.DataFrame) -> list[dict]:
 
 #: The ports a grouped ``rejected_scan`` finding names, busiest first; the rest are counted.
 REJECTED_PORTS_NAMED = 5
-# How many of a rejected row's attempts also had accepted packets: all, none, or some.
-_ACCEPTED_ALL, _ACCEPTED_NONE, _ACCEPTED_SOME = "all", "none", "some"
 
 
 def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]:
@@ -658,8 +657,7 @@ def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]
     df = df.copy()
     df["risky"] = [d == "inbound" and pd.notna(p) and int(p) in HIGH_RISK_PORTS and int(pr) in (6, 17)
                    for d, p, pr in zip(df["direction"], df["port"], df["protocol"], strict=True)]
-    df["cause"] = [_ACCEPTED_NONE if a == 0 else _ACCEPTED_ALL if a >= n else _ACCEPTED_SOME
-                   for n, a in zip(df["attempts"], df["attempts_also_accepted"], strict=True)]
+    df["cause"] = [accepted_share(n, a) for n, a in zip(df["attempts"], df["attempts_also_accepted"], strict=True)]
     peers = _rejected_peers(analysis, df)
     out = []
     for (iface, direction, risky, cause), g in df.groupby(["interface_id", "direction", "risky", "cause"],
@@ -680,16 +678,16 @@ def _rejected(ctx: _Context, analysis: Analysis, df: pd.DataFrame) -> list[dict]
         # Flow logs do not say what rejected: a security group never rejects the reply of a connection it
         # allowed, so accepted packets in the same conversations point at a network ACL or a late packet.
         also = int(g["attempts_also_accepted"].sum())
-        why = {_ACCEPTED_ALL: "other packets of these conversations were accepted, so a network ACL or a late "
+        why = {ALL_ACCEPTED: "other packets of these conversations were accepted, so a network ACL or a late "
                               "packet is likelier",
-               _ACCEPTED_NONE: "none of these conversations was accepted",
-               _ACCEPTED_SOME: f"{_plural(also, 'attempt')} of these also had accepted packets, where a network ACL "
+               NONE_ACCEPTED: "none of these conversations was accepted",
+               SOME_ACCEPTED: f"{_plural(also, 'attempt')} of these also had accepted packets, where a network ACL "
                                "or a late packet is likelier; the others had none"}[cause]
         nacl_fix = "check the subnet's network ACL allows the return traffic (ephemeral ports 1024-65535)"
         closed_fix = ("nothing to change if these ports are meant to be closed; if this traffic is expected, find "
                       "whether the security group or the subnet's network ACL blocks it")
-        fix = {_ACCEPTED_ALL: nacl_fix, _ACCEPTED_NONE: closed_fix,
-               _ACCEPTED_SOME: f"{nacl_fix}, for the attempts that also had accepted packets; for the others, "
+        fix = {ALL_ACCEPTED: nacl_fix, NONE_ACCEPTED: closed_fix,
+               SOME_ACCEPTED: f"{nacl_fix}, for the attempts that also had accepted packets; for the others, "
                                f"{closed_fix}"}[cause]
         out.append(_finding(
             "low" if risky else "info", "rejected_scan",

@@ -209,11 +209,23 @@ NACL_OR_LATE = "network ACL or late packet (other packets of the same conversati
 SG_OR_NACL = "security group or network ACL"
 
 
+#: How many of a rejected row's attempts also had accepted packets (`accepted_share`).
+ALL_ACCEPTED, NONE_ACCEPTED, SOME_ACCEPTED = "all", "none", "some"
+
+
+def accepted_share(attempts: int, also_accepted: int) -> str:
+    """`ALL_ACCEPTED`, `NONE_ACCEPTED` or `SOME_ACCEPTED`: how many of ``attempts`` also had accepted packets."""
+    if also_accepted == 0:
+        return NONE_ACCEPTED
+    return ALL_ACCEPTED if also_accepted >= attempts else SOME_ACCEPTED
+
+
 def likely_cause(attempts: int, also_accepted: int) -> str:
     """What probably rejected a row's attempts, of which ``also_accepted`` also had accepted packets."""
-    if also_accepted == 0:
+    share = accepted_share(attempts, also_accepted)
+    if share == NONE_ACCEPTED:
         return SG_OR_NACL
-    if also_accepted >= attempts:
+    if share == ALL_ACCEPTED:
         return NACL_OR_LATE
     return (f"mixed: {also_accepted:,} of {attempts:,} attempts also had accepted packets (for those, network ACL "
             f"or late packet); for the others, {SG_OR_NACL}")
