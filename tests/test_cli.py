@@ -85,6 +85,24 @@ def test_usage_writes_spec_columns_and_companions(setup, ext, capsys):
     assert str(out) in capsys.readouterr().out
 
 
+def test_parquet_columns_keep_their_types_when_a_run_leaves_them_empty(tmp_path):
+    # A scheduled job appends its Parquet outputs to a dataset: a column must not turn from text into
+    # Arrow's null type because no problem had a line this time, or no traffic was unexplained.
+    import pyarrow.parquet as pq
+
+    inv = web_snapshot().write(tmp_path / "inv")
+    log = write_log(tmp_path / "flow.log.gz", handshake("eni-a", "198.51.100.7", SERVER, 40000, 80))
+    out = tmp_path / "out" / "usage.parquet"
+    assert main(usage_args(log, inv, out)) == 0
+    problems = pq.read_schema(out.with_name("usage.problems.parquet"))
+    assert {n: str(problems.field(n).type) for n in problems.names} == {
+        "kind": "string", "resource": "string", "line": "int64", "value": "string", "detail": "string"}
+    for name in ("unexplained", "rejected"):
+        schema = pq.read_schema(out.with_name(f"usage.{name}.parquet"))
+        assert pq.read_table(out.with_name(f"usage.{name}.parquet")).num_rows == 0
+        assert not [f.name for f in schema if str(f.type) == "null"], name
+
+
 def test_summary_shows_window_rules_by_status_and_records_by_bucket(setup, capsys):
     tmp_path, inv, log = setup
     assert main(usage_args(log, inv, tmp_path / "usage.csv")) == 0

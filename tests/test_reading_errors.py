@@ -17,6 +17,7 @@ import os
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -219,6 +220,62 @@ def test_line_that_fails_typing_is_listed_once_beside_another_malformed_record(t
     assert listed(result, log) == [[2, untyped], [3, senseless]]
 
 
+def test_records_whose_peer_is_not_an_address_are_listed_with_file_line_and_text(tmp_path):
+    # Addresses are checked after the reduction, which keeps no file or line for a sound record; the
+    # problems table still names both, in every format the record can come in.
+    inv = web_snapshot(tmp_path)
+    ingress = with_value("srcaddr", "999.1.2.3")
+    egress = with_value("dstaddr", "nope", rec("eni-a", SERVER, "198.51.100.9", 80, 40002, flags=18,
+                                                direction="egress"))
+    v5 = write_text(tmp_path / "v5.log.gz", [" ".join(V5), line(GOOD[0], V5), ingress, line(GOOD[1], V5), egress])
+    v2_bad = line(rec("eni-a", "10.0.0.256", SERVER, 40003, 80), V2)
+    v2 = write_text(tmp_path / "v2.log", [" ".join(V2), v2_bad], compress=False)
+    events = tmp_path / "events.json"
+    events.write_text(export([line(GOOD[0], V5), with_value("srcaddr", "fe80::1::2")]))
+    parquet = tmp_path / "flow.parquet"
+    bad_row = dict(PROBE, srcaddr="1.2.3")
+    pq.write_table(pa.table({n.replace("-", "_"): pa.array([None if r[n] is None else str(r[n])
+                                                            for r in (GOOD[0], bad_row)]) for n in V5}), parquet)
+
+    result = sgaudit.analyze([v5, v2, parquet], inv)
+    assert quality(result)["malformed"] == 4
+    assert listed(result, v5) == [[3, ingress], [5, egress]]
+    assert listed(result, v2) == [[2, v2_bad]]
+    assert listed(result, parquet)[0][0] == 2
+    p = result.problems
+    details = p.loc[p["kind"] == "malformed_record", "detail"].tolist()
+    assert sorted(details) == sorted(f"the peer address {a!r} is neither IPv4 nor IPv6"
+                                     for a in ("999.1.2.3", "nope", "10.0.0.256", "1.2.3"))
+
+    exported = sgaudit.analyze(events, inv, log_format=" ".join(V5))
+    assert listed(exported, events) == [[2, with_value("srcaddr", "fe80::1::2")]]
+
+
+def test_records_whose_peer_is_not_an_address_are_capped_and_the_gap_is_said(tmp_path, monkeypatch):
+    monkeypatch.setattr(sgaudit.analysis, "_LISTED_LINES", 1)
+    inv = web_snapshot(tmp_path)
+    bad = [with_value("srcaddr", a) for a in ("1.2.3.999", "1.2.3.998")]
+    log = write_text(tmp_path / "flow.log.gz", [" ".join(V5), *bad])
+    result = sgaudit.analyze(log, inv)
+    rows = result.problems[result.problems["resource"] == str(log)]
+    assert rows["kind"].tolist() == ["malformed_record", "listing_truncated"]
+    assert rows["line"].iloc[0] == 2
+    assert "1 of the 2 records of this file whose peer is not an address" in rows["detail"].iloc[1]
+
+
+def test_records_whose_peer_is_not_an_address_are_listed_by_interface_when_not_found_again(tmp_path, monkeypatch):
+    # Records reduced elsewhere (Athena) cannot be found in local files: they are still listed, by
+    # interface and peer, never left out.
+    monkeypatch.setattr(sgaudit.analysis, "_RECORDS_OF_BAD_PEERS",
+                        sgaudit.analysis._RECORDS_OF_BAD_PEERS + " AND FALSE")
+    inv = web_snapshot(tmp_path)
+    log = write_text(tmp_path / "flow.log.gz", [" ".join(V5), with_value("srcaddr", "999.1.2.3")])
+    result = sgaudit.analyze(log, inv)
+    p = result.problems[result.problems["kind"] == "malformed_record"]
+    assert p[["resource", "value", "detail"]].values.tolist() == [
+        ["eni-a", "999.1.2.3", "1 record(s) whose peer address is neither IPv4 nor IPv6"]]
+
+
 # --- G. Line endings ------------------------------------------------------------------------------------
 
 
@@ -246,6 +303,50 @@ def test_file_of_crlf_lines_is_read(tmp_path):
     result = sgaudit.analyze(log, inv)
     assert (quality(result)["malformed"], row(result, "sgr-http")["evidence"]) == (1, "established")
     assert listed(result, log) == [[3, with_value("action", "MAYBE")]]
+
+
+# --- G2. Files joined into one ----------------------------------------------------------------------------
+
+
+def test_files_of_one_format_joined_into_one_read_as_the_files_apart(tmp_path):
+    # `cat a.log.gz b.log.gz > c.log.gz` is a valid gzip file of two members, read as one stream: the
+    # second file's header line is no record, and is passed over and named.
+    inv = web_snapshot(tmp_path)
+    first = write_text(tmp_path / "apart" / "a.log.gz", [" ".join(V5), line(GOOD[0], V5)])
+    second = write_text(tmp_path / "apart" / "b.log.gz", [" ".join(V5), line(GOOD[1], V5), line(PROBE, V5)])
+    joined = tmp_path / "joined.log.gz"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+
+    apart, together = sgaudit.analyze(tmp_path / "apart", inv), sgaudit.analyze(joined, inv)
+    pd.testing.assert_frame_equal(together.usage, apart.usage)
+    assert quality(together) == quality(apart) and quality(together)["total"] == 3
+    found = together.problems[together.problems["kind"] == "repeated_header"]
+    assert found[["resource", "line", "value"]].values.tolist() == [[str(joined), 3, " ".join(V5)]]
+    assert listed(together, joined) == []
+
+
+def test_blank_lines_before_the_header_leave_it_a_header(tmp_path):
+    inv = web_snapshot(tmp_path)
+    log = write_text(tmp_path / "flow.log", ["", "", " ".join(V5), *(line(r, V5) for r in GOOD)], compress=False)
+    result = sgaudit.analyze(log, inv)
+    assert (quality(result)["total"], quality(result)["malformed"]) == (2, 0)
+    assert row(result, "sgr-http")["evidence"] == "established"
+    assert result.problems.loc[result.problems["kind"] == "repeated_header", "line"].tolist() == [3]
+
+
+@pytest.mark.parametrize("first_has_header", [True, False], ids=["header", "no-header"])
+def test_files_of_two_formats_joined_into_one_name_the_line_and_the_fix(tmp_path, first_has_header):
+    inv = web_snapshot(tmp_path)
+    first = [" ".join(V5)] if first_has_header else []
+    fmt = V5 if first_has_header else V2
+    lines = first + [line(GOOD[0], fmt), " ".join(V2), line(GOOD[1], V2)]
+    log = write_text(tmp_path / "joined.log.gz", lines)
+    with pytest.raises(sgaudit.FlowLogFormatError) as exc:
+        sgaudit.analyze(log, inv)
+    where = len(first) + 2
+    msg = str(exc.value)
+    assert msg.startswith(f"{log}, line {where}: a header line of another format")
+    assert f"split this one before line {where}" in msg and "Pass the original files" in msg
 
 
 # --- H. Byte-order marks and files that are no flow log -------------------------------------------------

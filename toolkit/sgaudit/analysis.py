@@ -22,10 +22,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from . import conversations, matching, records, reduction, remote, sources, usage
+from . import conversations, fields, matching, records, reduction, remote, sources, usage
 from . import timeline as timeline_
 from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table, build_respelled_table
-from .errors import SgauditError, WindowError, whole_number
+from .errors import FlowLogFormatError, SgauditError, WindowError, whole_number
 from .fields import parse_format
 from .inventory import Inventory
 from .inventory import load as load_inventory
@@ -165,6 +165,10 @@ class Analysis:
         """Every malformed line (file, line, value, reason), empty file and unresolved reference."""
         df = pd.DataFrame(self.problems_list, columns=["kind", "resource", "line", "value", "detail"])
         df["line"] = df["line"].astype("Int64")  # a whole number, or missing for problems of no line
+        # Text, also when no problem has a value (pandas would make an empty column float): a Parquet or
+        # JSON output must not change its schema with the input.
+        for col in ("kind", "resource", "value", "detail"):
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
         return df
 
     def timeline(self, time_bucket: str = "auto",
@@ -350,13 +354,19 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
 
         statements = engines.reduce_with_engine(engine, con, files, Path(tmpdir), lo, hi,
                                                 result.call.get("engine_options"), progress)
+    by_path = {str(f.path): f for f in files}
     for path, line, text, reason in records.rejected_lines(con):
+        if _is_own_header(by_path.get(path), line, text):
+            problems.append({"kind": "repeated_header", "resource": path, "line": line, "value": text[:300],
+                             "detail": "the file's header line again (files joined with cat, or blank lines "
+                                       "before the header): not a record, passed over"})
+            continue
         problems.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
                          "detail": reason})
 
     matching.load_inventory_tables(con, inv)
     _conversations(con, statements)
-    problems += _malformed_records(con, files, lo, hi)
+    problems += _malformed_records(con, files, Path(tmpdir), lo, hi)
     con.execute(matching.CANDIDATES_SQL)
     con.execute(conversations.classify_sql())
     con.execute(matching.CONVERSATION_RULES_SQL)
@@ -367,6 +377,35 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     w_hi = hi if hi is not None else span[1]
     result.window = tuple(pd.Timestamp(v, unit="ms", tz="UTC") if v is not None else None
                           for v in (w_lo, w_hi))  # type: ignore[assignment]
+
+
+def _is_own_header(f: sources.FlowLogFile | None, line: int, text: str) -> bool:
+    """Whether a line the reader could not type is the header of its text file, seen again.
+
+    S3 files joined into one (``cat a.log.gz b.log.gz``: gzip members read as one stream) repeat their
+    header line; that line is no record and is passed over. A header of *another* format means that the
+    lines after it are in fields the reader does not expect: an error, never a stream of misread records.
+
+    Raises
+    ------
+    FlowLogFormatError
+        For a header line of another format inside a text file.
+    """
+    if f is None or f.kind != "text" or not fields.looks_like_header(text):
+        return False
+    try:
+        names = fields.parse_format(text, where=f"{f.path}, line {line}")
+    except FlowLogFormatError:
+        names = ()
+    if f.header and names == f.fields:
+        return True
+    first = "the header it begins with" if f.header else "its first record's format (it has no header line)"
+    raise FlowLogFormatError(
+        f"{f.path}, line {line}: a header line of another format than {first}: {text[:200]!r}. The file "
+        "looks like flow-log files of different formats joined into one (cat a.log.gz b.log.gz > c.log.gz), "
+        "and the lines after it cannot be read with the first format's fields. Pass the original files "
+        f"instead, or split this one before line {line}."
+    )
 
 
 def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
@@ -399,24 +438,14 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
     con.execute(conversations.BUCKETS_SQL)
 
 
-def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLogFile],
+def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLogFile], workdir: Path,
                        lo: int | None, hi: int | None) -> list[dict]:
     """The records counted as malformed although the reader could type them, with file, line and text.
 
     The reduction keeps only the file of such records; their lines are found again by re-reading those
     files (they are few) and applying the reduction's own bucket expression to every line.
     """
-    out = [{"kind": "malformed_record", "resource": iface, "value": peer,
-            "detail": f"{int(n)} record(s) whose peer address is neither IPv4 nor IPv6"}
-           for iface, peer, n in con.sql(f"""
-               SELECT interface_id, peer_addr, sum(records) FROM conversations WHERE family IS NULL
-               GROUP BY ALL ORDER BY 3 DESC LIMIT {_LISTED_PEERS}""").fetchall()]
-    peers = con.sql("SELECT count(DISTINCT (interface_id, peer_addr)) FROM conversations WHERE family IS NULL"
-                    ).fetchall()[0][0]
-    if peers > _LISTED_PEERS:
-        out.append({"kind": "listing_truncated", "resource": "peer addresses",
-                    "detail": f"{_LISTED_PEERS:,} of {peers:,} (interface, peer) pairs with a peer that is not an "
-                              "address are listed, the most frequent first; the quality table counts them all"})
+    out = _malformed_peers(con, files, workdir, lo, hi)
     by_path = {str(f.path): f for f in files}
     counted = con.sql("SELECT source_file, sum(records) FROM reduced WHERE bucket = 'malformed' "
                       "AND source_file IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
@@ -438,6 +467,82 @@ def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowL
                         "detail": f"{len(listed):,} of the {int(n):,} malformed records of this file are listed"
                                   + (" (the first ones)" if len(listed) == _LISTED_LINES else "")
                                   + "; the quality table counts them all"})
+    return out
+
+
+# The peer of a typed record ``r`` at its interface, as the conversations have it: flow-direction decides,
+# and for a version-2 record the sides found for the reduced rows (`conversations.V2_SIDES_SQL`).
+_RECORD_PEER = """
+CASE WHEN r.flow_direction = 'ingress' THEN r.srcaddr WHEN r.flow_direction = 'egress' THEN r.dstaddr
+     WHEN v.local_is_b THEN r.srcaddr WHEN NOT v.local_is_b THEN r.dstaddr END"""
+
+_RECORDS_OF_BAD_PEERS = """
+SELECT {select} FROM {records}
+LEFT JOIN v2_sides v ON r.flow_direction IS NULL AND v.interface_id = r.interface_id
+    AND v.a_addr = r.srcaddr AND v.b_addr = r.dstaddr
+JOIN _bad_peers b ON b.interface_id = r.interface_id AND b.peer_addr = {peer}
+WHERE r.bucket = 'ok'"""
+
+
+def _malformed_peers(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLogFile], workdir: Path,
+                     lo: int | None, hi: int | None) -> list[dict]:
+    """The records whose peer address is neither IPv4 nor IPv6, with file, line and text.
+
+    Addresses are checked once each, after the reduction (checking every record would slow every run), so
+    the reduced rows no longer say where such a record was. When there are any, the files are scanned
+    again for them (AWS writes no such address: a run on AWS's own logs never pays for it), and then the
+    lines of the first files that hold them are listed. Records read elsewhere (Athena) are listed by
+    interface and peer only.
+    """
+    bad = con.sql("""SELECT interface_id, peer_addr, sum(records)::BIGINT AS records FROM conversations
+                     WHERE family IS NULL GROUP BY ALL ORDER BY 3 DESC, 1, 2""").df()
+    if bad.empty:
+        return []
+    con.register("_bad_peers", bad)
+    try:
+        located = []
+        for group in records.group_files(files):
+            scan = reduction.bucket_sql(records.scan_sql(group, workdir, keep_rejects=False),
+                                        lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
+            located += con.sql(_RECORDS_OF_BAD_PEERS.format(
+                select="r.source_file, count(*)", records=f"({scan}) AS r", peer=_RECORD_PEER)
+                + " GROUP BY 1 ORDER BY 1").fetchall()
+        if sum(n for _, n in located) != bad["records"].sum():
+            return _malformed_peers_unlocated(bad)  # read elsewhere (Athena), or the files changed since
+        by_path = {str(f.path): f for f in files}
+        out = []
+        for i, (source, n) in enumerate(located):
+            path = records.original_path(source)
+            if i == _LISTED_FILES:
+                out.append({"kind": "listing_truncated", "resource": "files",
+                            "detail": f"records whose peer is not an address are listed for {_LISTED_FILES} of "
+                                      f"{len(located):,} files; the quality table counts them all"})
+                break
+            listed = records.typed_lines(
+                con, by_path[path], lo, hi, lambda recs: _RECORDS_OF_BAD_PEERS.format(
+                    select="r.line, r.text, b.peer_addr", records=recs, peer=_RECORD_PEER),
+                limit=_LISTED_LINES)
+            out += [{"kind": "malformed_record", "resource": path, "line": line, "value": text[:300],
+                     "detail": f"the peer address {peer!r} is neither IPv4 nor IPv6"} for line, text, peer in listed]
+            if len(listed) < n:
+                out.append({"kind": "listing_truncated", "resource": path,
+                            "detail": f"{len(listed):,} of the {n:,} records of this file whose peer is not an "
+                                      "address are listed" + (" (the first ones)" if len(listed) == _LISTED_LINES
+                                                              else "") + "; the quality table counts them all"})
+        return out
+    finally:
+        con.unregister("_bad_peers")
+
+
+def _malformed_peers_unlocated(bad: pd.DataFrame) -> list[dict]:
+    """Records whose peer is not an address, by interface and peer, when their files were not read here."""
+    out = [{"kind": "malformed_record", "resource": iface, "value": peer,
+            "detail": f"{int(n)} record(s) whose peer address is neither IPv4 nor IPv6"}
+           for iface, peer, n in bad.head(_LISTED_PEERS).itertuples(index=False)]
+    if len(bad) > _LISTED_PEERS:
+        out.append({"kind": "listing_truncated", "resource": "peer addresses",
+                    "detail": f"{_LISTED_PEERS:,} of {len(bad):,} (interface, peer) pairs with a peer that is not "
+                              "an address are listed, the most frequent first; the quality table counts them all"})
     return out
 
 

@@ -70,7 +70,15 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     kind = output_kind(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "parquet":
-        df.to_parquet(path, index=False)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        # A text column with no value in this run (no problem has a line text) is still text: a file's
+        # schema must not change with the input it was made from.
+        schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+                           metadata=table.schema.metadata)
+        pq.write_table(table.cast(schema), path)
         return path
     text = df.copy()
     for col in text.columns:

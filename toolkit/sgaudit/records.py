@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def _parquet_source(paths: list[Path], columns: tuple[str, ...], names: tuple[st
             f"filename=true{', file_row_number=true' if extra else ''}))")
 
 
-def scan_sql(group: FileGroup, workdir: Path) -> str:
+def scan_sql(group: FileGroup, workdir: Path, *, keep_rejects: bool = True) -> str:
     """A DuckDB table expression over one group of files with the typed USED columns.
 
     Parameters
@@ -94,6 +95,9 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
         Files of one layout.
     workdir : Path
         Where CloudWatch JSON exports are unpacked into plain text (one line per event).
+    keep_rejects : bool, default True
+        Keep the lines that cannot be typed for `rejected_lines`. A second scan of files already read
+        passes False: they were kept by the first, and are passed over.
 
     Returns
     -------
@@ -115,7 +119,8 @@ def scan_sql(group: FileGroup, workdir: Path) -> str:
     read = (
         f"read_csv({_file_list(paths)}, delim=' ', header=false, skip={1 if group.header else 0}, "
         f"columns={columns}, nullstr='-', quote='', escape='', auto_detect=false, "
-        f"compression='{compression}', store_rejects=true, strict_mode=true, filename=true)"
+        f"compression='{compression}', {'store_rejects' if keep_rejects else 'ignore_errors'}=true, "
+        f"strict_mode=true, filename=true)"
     )
     return f"(SELECT {_select_used(group.fields, cast=False)} FROM {read})"
 
@@ -280,6 +285,32 @@ def senseless_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | No
     Applies the reduction's own bucket expression (`reduction.bucket_sql`) to the file's lines (rows of a
     Parquet file, numbered from 1, their values as text), so the listing cannot disagree with the count.
     """
+    return typed_lines(con, f, lo, hi, lambda r: f"SELECT line, text FROM {r} WHERE bucket = 'malformed'", limit)
+
+
+def typed_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | None, hi: int | None,
+                query: Callable[[str], str], limit: int = 1000) -> list[tuple]:
+    """Lines of one file picked by ``query``, first ``line`` first.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        The analysis' connection.
+    f : FlowLogFile
+        A text, CloudWatch or Parquet file.
+    lo, hi : int or None
+        The window in Unix milliseconds, as the reduction had it.
+    query : callable
+        Given a table expression of the file's typed records with ``line``, ``text`` and the reduction's
+        ``bucket`` (`reduction.bucket_sql`), returns a SELECT whose first column is ``line``.
+    limit : int, default 1000
+        At most this many lines.
+
+    Returns
+    -------
+    list of tuple
+        The rows of ``query``; empty for a file whose lines cannot be read again.
+    """
     from . import reduction
 
     if f.kind == "parquet":
@@ -292,8 +323,7 @@ def senseless_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | No
         return []
     try:
         sql = reduction.bucket_sql(records, lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
-        return con.sql(f"SELECT line, text FROM ({sql}) WHERE bucket = 'malformed' ORDER BY line "
-                       f"LIMIT {int(limit)}").fetchall()
+        return con.sql(f"SELECT * FROM ({query(f'({sql}) AS r')}) ORDER BY 1 LIMIT {int(limit)}").fetchall()
     finally:
         if f.kind != "parquet":
             con.unregister("_lines")
