@@ -443,7 +443,8 @@ def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowL
     """The records counted as malformed although the reader could type them, with file, line and text.
 
     The reduction keeps only the file of such records; their lines are found again by re-reading those
-    files (they are few) and applying the reduction's own bucket expression to every line.
+    files (they are few) and applying the reduction's own bucket expression to every line. Records whose
+    peer is not an address come first (`_malformed_peers`).
     """
     out = _malformed_peers(con, files, workdir, lo, hi)
     by_path = {str(f.path): f for f in files}
