@@ -64,13 +64,73 @@ def udp_two_way(eni: str, peer: str, local: str, peer_port: int, local_port: int
 # --- Literal accounts -------------------------------------------------------------------------------------
 
 
-def test_world_open_ssh_used_by_two_peers_becomes_two_host_rules(tmp_path):
+def test_world_open_rule_reached_from_the_internet_keeps_its_peer_unless_narrow_internet(tmp_path):
+    # The internet addresses of one window are not who needs a world-open rule: a public endpoint's next
+    # client, a changing address, or a scanner that completed a handshake. By default the plan keeps the
+    # peer; --narrow-internet lists the addresses seen (next test).
     snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
     logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
             + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
     result = run(tmp_path, snap, logs)
     p = plan_.propose(result)
+    assert actions(p) == {"sgr-ssh": "keep"} and len(p.proposed_rules) == 0
+    reason = p.actions.iloc[0]["reason"]
+    assert "reached from 2 internet addresses (198.51.100.7, 203.0.113.9): kept open" in reason
+    assert "--narrow-internet" in reason
+    assert any("1 rule(s) open to the internet that internet addresses reached keep their peer" in x
+               for x in p.limits)
+    assert_proved(result, p)
+    with pytest.raises(SgauditError, match="narrow_internet 'yes': must be True or False"):
+        plan_.propose(result, narrow_internet="yes")
+
+
+def test_world_open_rule_keeps_its_peer_but_narrows_its_ports(tmp_path):
+    snap = server(("sgr-any", "tcp", -1, -1, {"cidr": "0.0.0.0/0"}), ("sgr-any6", "tcp", 0, 65535, {"cidr": "::/0"}))
+    logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 443) + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 80)
+            + handshake(SRV, "2001:db8::7", "2001:db8:1::5", 40002, 443))
+    result = run(tmp_path, snap, logs)
+    p = plan_.propose(result)
+    assert actions(p) == {"sgr-any": "replace", "sgr-any6": "replace"}
+    v4, v6 = proposed_for(p, "sgr-any"), proposed_for(p, "sgr-any6")
+    assert v4[["from_port", "to_port", "peer"]].values.tolist() == [[80, 80, "0.0.0.0/0"], [443, 443, "0.0.0.0/0"]]
+    assert v6[["from_port", "to_port", "peer"]].values.tolist() == [[443, 443, "::/0"]]
+    assert "it stays open to the internet on the ports they used" in \
+        p.actions.set_index("rule_id").loc["sgr-any", "reason"]
+    assert_proved(result, p)
+
+
+def test_world_open_rule_is_narrowed_to_internal_peers_on_ports_no_internet_address_used(tmp_path):
+    snap = server(("sgr-out", "-1", -1, -1, {"egress": True, "cidr": "0.0.0.0/0"}))
+    logs = (handshake(SRV, SRV_IP, "52.216.8.93", 40000, 443, inbound=False)
+            + handshake(SRV, SRV_IP, "10.0.2.9", 40001, 5432, inbound=False))
+    result = run(tmp_path, snap, logs)
+    p = plan_.propose(result)
+    new = proposed_for(p, "sgr-out")
+    assert new[["protocol", "from_port", "peer"]].values.tolist() == [["tcp", 443, "0.0.0.0/0"],
+                                                                      ["tcp", 5432, "10.0.2.9/32"]]
+    assert_proved(result, p)
+
+
+def test_world_open_rule_reached_only_from_private_addresses_is_narrowed_to_them(tmp_path):
+    # Private, shared (carrier-grade NAT) and VPN addresses are who they are: the plan lists them.
+    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
+    logs = handshake(SRV, "10.8.0.7", SRV_IP, 40000, 22) + handshake(SRV, "100.64.3.9", SRV_IP, 40001, 22)
+    result = run(tmp_path, snap, logs)
+    p = plan_.propose(result)
     assert actions(p) == {"sgr-ssh": "replace"}
+    assert sorted(proposed_for(p, "sgr-ssh")["peer"]) == ["10.8.0.7/32", "100.64.3.9/32"]
+    assert not any("open to the internet that internet addresses reached" in x for x in p.limits)
+    assert_proved(result, p)
+
+
+def test_world_open_ssh_used_by_two_peers_becomes_two_host_rules_with_narrow_internet(tmp_path):
+    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
+    logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
+            + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
+    result = run(tmp_path, snap, logs)
+    p = plan_.propose(result, narrow_internet=True)
+    assert actions(p) == {"sgr-ssh": "replace"}
+    assert any("--narrow-internet" in x and "scanners" in x for x in p.limits)
     new = proposed_for(p, "sgr-ssh")
     assert sorted(new["peer"]) == ["198.51.100.7/32", "203.0.113.9/32"]
     assert set(new["protocol"]) == {"tcp"} and set(new["from_port"]) == {22} and set(new["to_port"]) == {22}
@@ -139,7 +199,7 @@ def test_all_protocols_rule_becomes_one_rule_per_protocol(tmp_path):
             + [rec(SRV, SRV_IP, "10.0.3.3", 0, 0, proto=1, direction="egress"),
                rec(SRV, "10.0.3.3", SRV_IP, 0, 0, proto=1, direction="ingress")])
     result = run(tmp_path, snap, logs)
-    p = plan_.propose(result)
+    p = plan_.propose(result, narrow_internet=True)
     new = proposed_for(p, "sgr-out")
     got = {(r.protocol, r.from_port, r.to_port, r.peer) for r in new.itertuples()}
     assert got == {("tcp", 443, 443, "192.0.2.10/32"), ("udp", 53, 53, "10.0.0.2/32"), ("icmp", -1, -1, "10.0.3.3/32")}
@@ -156,14 +216,14 @@ def test_unused_rule_is_removed_and_attempted_rule_too_unless_kept(tmp_path):
             + [rec(SRV, "203.0.113.66", SRV_IP, 50000, 3389, flags=2, direction="ingress"),  # unanswered SYN
                rec(SRV, "10.0.9.9", SRV_IP, 40514, 514, proto=17, direction="ingress")])  # one-way UDP
     result = run(tmp_path, snap, logs)
-    p = plan_.propose(result)
+    p = plan_.propose(result, narrow_internet=True)
     assert actions(p) == {"sgr-https": "replace", "sgr-rdp": "remove", "sgr-syslog": "remove", "sgr-db": "remove"}
     reasons = dict(zip(p.actions["rule_id"], p.actions["reason"], strict=True))
     assert reasons["sgr-db"].startswith("unused") and reasons["sgr-rdp"].startswith("only attempted")
     assert any("not kept" in s for s in p.limits)
     assert_proved(result, p)
 
-    kept = plan_.propose(result, keep_attempted=True)
+    kept = plan_.propose(result, keep_attempted=True, narrow_internet=True)
     assert actions(kept)["sgr-rdp"] == "replace" and actions(kept)["sgr-syslog"] == "replace"
     assert list(proposed_for(kept, "sgr-syslog")["peer"]) == ["10.0.9.9/32"]
     assert actions(kept)["sgr-db"] == "remove"
@@ -274,7 +334,7 @@ def test_a_replacement_never_duplicates_a_kept_rule(tmp_path):
     logs = (handshake(SRV, "198.51.100.200", SRV_IP, 40000, 22)
             + handshake(SRV, "203.0.113.5", SRV_IP, 40001, 22))
     result = run(tmp_path, snap, logs)
-    p = plan_.propose(result)
+    p = plan_.propose(result, narrow_internet=True)
     assert actions(p) == {"sgr-world": "replace", "sgr-admin": "keep"}
     assert list(proposed_for(p, "sgr-world")["peer"]) == ["203.0.113.5/32"]
     assert_proved(result, p)
@@ -285,7 +345,7 @@ def test_verify_lists_the_conversation_a_broken_plan_loses(tmp_path):
     logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
             + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
     result = run(tmp_path, snap, logs)
-    p = plan_.propose(result)
+    p = plan_.propose(result, narrow_internet=True)
     dropped = p.proposed_rules.loc[p.proposed_rules["peer"] == "203.0.113.9/32", "rule_id"].item()
     rules = p.inventory.rules
     broken = replace(p, inventory=replace(p.inventory, rules=rules[rules["rule_id"] != dropped]))
@@ -357,7 +417,7 @@ def mixed_plan(tmp_path):
             + [rec(SRV, SRV_IP, "10.0.3.3", 0, 0, proto=1, direction="egress"),
                rec(SRV, "10.0.3.3", SRV_IP, 0, 0, proto=1, direction="ingress")])
     result = run(tmp_path, s, logs)
-    p = plan_.propose(result)
+    p = plan_.propose(result, narrow_internet=True)
     yield result, p
     result.close()
 
@@ -645,8 +705,8 @@ def examples(n: int) -> settings:
 
 
 @examples(60)
-@given(acct=account(), budget=st.integers(1, 6), keep_attempted=st.booleans())
-def test_property_a_plan_loses_no_conversation(acct, budget, keep_attempted):
+@given(acct=account(), budget=st.integers(1, 6), keep_attempted=st.booleans(), narrow_internet=st.booleans())
+def test_property_a_plan_loses_no_conversation(acct, budget, keep_attempted, narrow_internet):
     snap, records = acct
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sgaudit-plan-") as tmp:
@@ -654,7 +714,8 @@ def test_property_a_plan_loses_no_conversation(acct, budget, keep_attempted):
         log = write_log(Path(tmp) / "logs" / "flow.log.gz", records)
         result = sgaudit.analyze(log, inv, threads=1)
         try:
-            p = plan_.propose(result, rule_budget=budget, keep_attempted=keep_attempted)
+            p = plan_.propose(result, rule_budget=budget, keep_attempted=keep_attempted,
+                              narrow_internet=narrow_internet)
             lost = plan_.verify(result, p)
             for action in sorted(set(p.actions["action"])):
                 event(f"action {action}")
@@ -671,13 +732,15 @@ def test_property_a_plan_loses_no_conversation(acct, budget, keep_attempted):
 
 
 @examples(100)
-@given(acct=account(), budget=st.integers(1, 6), keep_attempted=st.booleans())
-def test_property_b_every_proposed_rule_lies_inside_the_rule_it_replaces(acct, budget, keep_attempted):
+@given(acct=account(), budget=st.integers(1, 6), keep_attempted=st.booleans(), narrow_internet=st.booleans())
+def test_property_b_every_proposed_rule_lies_inside_the_rule_it_replaces(acct, budget, keep_attempted,
+                                                                          narrow_internet):
     snap, records = acct
     t = time.perf_counter()
     result = analyze_account(snap, records)
     try:
-        p = plan_.propose(result, rule_budget=budget, keep_attempted=keep_attempted)
+        p = plan_.propose(result, rule_budget=budget, keep_attempted=keep_attempted,
+                          narrow_internet=narrow_internet)
         assert_contained(result.inventory, p)
         assert set(p.actions["rule_id"]) == set(result.inventory.rules["rule_id"])
         assert p.proposed_rules["rule_id"].is_unique

@@ -1,4 +1,4 @@
-"""One named test per rule of ../shared/SPEC.md, each on a small literal account.
+"""One named test per rule of docs/SPEC.md, each on a small literal account.
 
 The test names follow SPEC's headings: window/coverage, records → conversations, conversations → rules,
 and the usage table. Each asserts the value SPEC prescribes, so breaking the rule fails the test.

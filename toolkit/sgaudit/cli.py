@@ -61,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
                          "wider than the rule they replace, to fit (default 25)")
     pl.add_argument("--keep-attempted", action="store_true",
                     help="also keep conversations only attempted (one-way UDP such as syslog, unanswered SYNs)")
+    pl.add_argument("--narrow-internet", action="store_true",
+                    help="also narrow rules open to 0.0.0.0/0 or ::/0 to the internet addresses seen (by default "
+                         "they keep their peer and only their ports narrow: a window's internet addresses are not "
+                         "who needs a public endpoint, and scanners complete handshakes too)")
 
     r = sub.add_parser(
         "report", help="run an audit notebook and write it as one offline HTML report",
@@ -281,7 +285,8 @@ def _plan(args: argparse.Namespace) -> int:
         raise SgauditError(f"--rule-budget {args.rule_budget}: must be at least 1")
     result = _analyze(args)
     try:
-        proposal = plan_.propose(result, rule_budget=args.rule_budget, keep_attempted=args.keep_attempted)
+        proposal = plan_.propose(result, rule_budget=args.rule_budget, keep_attempted=args.keep_attempted,
+                                 narrow_internet=args.narrow_internet)
         lost = plan_.verify(result, proposal)
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -328,7 +328,11 @@ def _permissive(ctx: _Context, r) -> list[dict]:
     out = []
     world, wide = _is_world(r), _wide(r)
     not_used = r.status in ("attempted", "unused")
-    tighten = "restrict it to the observed peers and ports (see `sgaudit plan`)"
+    # `sgaudit plan` narrows a world-open rule's ports but keeps its peer: a window's internet addresses are
+    # not who needs it, and scanners complete handshakes too.
+    tighten = ("restrict it to the addresses that should reach it and the ports in use (`sgaudit plan` narrows "
+               "the ports; `--narrow-internet` lists the internet addresses seen, scanners included)"
+               if world else "restrict it to the observed peers and ports (see `sgaudit plan`)")
     remove = f"remove the rule ({_revoke(r)})"
     act = remove if not_used else tighten
     if r.direction == "ingress" and world:

@@ -1,6 +1,6 @@
 """The inventory snapshot: security groups, their rules, network interfaces and prefix lists.
 
-The snapshot is a folder of what the AWS CLI prints as JSON (see ``../shared/SPEC.md``):
+The snapshot is a folder of what the AWS CLI prints as JSON (see ``docs/SPEC.md``):
 
 - ``security-group-rules.json``   ``aws ec2 describe-security-group-rules``
 - ``security-groups.json``        ``aws ec2 describe-security-groups``

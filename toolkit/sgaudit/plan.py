@@ -53,6 +53,12 @@ if TYPE_CHECKING:
 KEPT_EVIDENCE = ("established", "inferred")
 #: Peers that mean "the whole internet".
 WORLD = {"0.0.0.0/0", "::/0"}
+#: Addresses that are not the internet's: private (RFC 1918), shared (RFC 6598, carrier-grade NAT), loopback,
+#: link-local and unique local IPv6. Every other address a world-open rule carried is an internet peer.
+#: (Documentation ranges such as 198.51.100.0/24 count as the internet: examples use them for it.)
+INTERNAL = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10", "::1/128"))
 #: IpProtocol names of the protocols the API names; others are written as numbers.
 #: Problems of the inventory that leave a rule's peers unknown: such a rule is never judged.
 UNRESOLVED = ("referenced_group_unresolved", "prefix_list_entries_missing")
@@ -87,6 +93,8 @@ class Plan:
         At most this many rules per group and direction were aimed at.
     keep_attempted : bool
         Whether only-attempted conversations were kept as well.
+    narrow_internet : bool
+        Whether rules open to the internet were narrowed to the internet addresses seen as well.
     """
 
     actions: pd.DataFrame
@@ -95,6 +103,7 @@ class Plan:
     limits: list[str] = field(default_factory=list)
     rule_budget: int = 25
     keep_attempted: bool = False
+    narrow_internet: bool = False
 
     @property
     def kept_evidence(self) -> tuple[str, ...]:
@@ -190,7 +199,8 @@ def _supernet(a: tuple[int, int], b: tuple[int, int], bits: int) -> tuple[int, i
 # --- propose ---------------------------------------------------------------------------------------------
 
 
-def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool = False) -> Plan:
+def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool = False,
+            narrow_internet: bool = False) -> Plan:
     """Propose, for every rule, to keep, replace or remove it, so that every observed connection still works.
 
     Parameters
@@ -203,6 +213,11 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     keep_attempted : bool
         Also keep conversations only attempted (one-way UDP such as syslog, unanswered SYNs); rules only
         attempted are then narrowed like used ones instead of removed.
+    narrow_internet : bool
+        Also narrow a rule open to the whole internet (``0.0.0.0/0``, ``::/0``) that internet addresses
+        reached, to those addresses. Off by default: the internet addresses of a window are not who needs
+        the rule (a public endpoint's next client, a dynamic address, a scanner that completed a
+        handshake), so such a rule keeps its peer and only its ports narrow.
 
     Returns
     -------
@@ -212,12 +227,13 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     ------
     SgauditError
         For a ``rule_budget`` that is not a whole number of at least 1, or a ``keep_attempted`` that is not
-        True or False (the string ``"false"`` would read as true).
+        True or False (the string ``"false"`` would read as true), or the same for ``narrow_internet``.
     """
     if not whole_number(rule_budget) or rule_budget < 1:
         raise SgauditError(f"rule_budget {rule_budget!r}: must be a whole number, at least 1")
-    if not isinstance(keep_attempted, bool):
-        raise SgauditError(f"keep_attempted {keep_attempted!r}: must be True or False")
+    for name, value in (("keep_attempted", keep_attempted), ("narrow_internet", narrow_internet)):
+        if not isinstance(value, bool):
+            raise SgauditError(f"{name} {value!r}: must be True or False")
     inv = analysis.inventory
     evidence = KEPT_EVIDENCE + (("attempted",) if keep_attempted else ())
     usage = analysis.usage.set_index("rule_id")
@@ -257,10 +273,16 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     vpcs = dict(zip(inv.groups["group_id"], inv.groups["vpc_id"], strict=True))
     # Rules already as narrow as what they carried are kept; their conversations need nothing more from
     # the other rules of the group (a replacement identical to a kept rule is an error at AWS, too).
-    services = {rid: _services(by_id[rid], rows) for rid, rows in narrow.items()}
+    services = {}
+    for rid, rows in narrow.items():
+        internet = set() if narrow_internet else _internet_peers(by_id[rid], rows)
+        if internet:
+            decisions[rid]["internet"] = internet
+        services[rid] = _services(by_id[rid], rows, keep_peer=bool(internet))
     for rid in list(services):
         if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
-            decisions[rid].update(action="keep", reason="already as narrow as what it carried")
+            decisions[rid].update(action="keep", reason=_internet_reason(decisions[rid], "kept open")
+                                  if "internet" in decisions[rid] else "already as narrow as what it carried")
     kept_by_group = defaultdict(set)
     for rid, d in decisions.items():
         if d["action"] == "keep":
@@ -278,7 +300,11 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
                                                           + ", ".join(also))
             continue
         decisions[rid]["action"] = "replace"
-        services[rid] = _services(by_id[rid], left)
+        internet = set() if narrow_internet else _internet_peers(by_id[rid], left)
+        decisions[rid].pop("internet", None)
+        if internet:
+            decisions[rid]["internet"] = internet
+        services[rid] = _services(by_id[rid], left, keep_peer=bool(internet))
         _prefer_group(by_id[rid], services[rid], members, vpcs)
 
     # The budget, per group and direction.
@@ -303,7 +329,8 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
 
     proposed = _reconcile(rules, decisions, services)
     actions, proposed_df, new_inventory = _assemble(inv, rules, decisions, proposed)
-    plan = Plan(actions, proposed_df, new_inventory, [], int(rule_budget), bool(keep_attempted))
+    plan = Plan(actions, proposed_df, new_inventory, [], int(rule_budget), bool(keep_attempted),
+                bool(narrow_internet))
     plan.limits = _limits(analysis, plan, over)
     return plan
 
@@ -334,10 +361,13 @@ def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tu
     return out
 
 
-def _services(rule, rows: list[tuple]) -> list[_Service]:
+def _services(rule, rows: list[tuple], keep_peer: bool = False) -> list[_Service]:
     """The exact replacement of one rule: one service per (protocol, port) seen, with its peers.
 
-    Consecutive ports with the same peers become one range (no new access).
+    Consecutive ports with the same peers become one range (no new access). With ``keep_peer`` (a rule open
+    to the whole internet that internet addresses reached), a service that carried an internet address
+    keeps the rule's own peer and narrows only its protocol and ports; one that carried only internal
+    addresses is narrowed to them.
     """
     original = int(rule.protocol)
     fixed = None if rule.peer_kind == "cidr" else (rule.peer_kind, rule.peer)
@@ -352,16 +382,43 @@ def _services(rule, rows: list[tuple]) -> list[_Service]:
         by_key[(proto, lo, hi)].add(peer)
     out: list[_Service] = []
     for (proto, lo, hi), peers in sorted(by_key.items()):
+        own = fixed or (("cidr", rule.peer) if keep_peer and not all(_internal(p) for p in peers) else None)
         prev = out[-1] if out else None
         if (prev and proto in (6, 17) and prev.protocol == proto and prev.hi + 1 == lo
-                and (fixed or prev.peers == peers)):
+                and prev.fixed == own and (own or prev.peers == peers)):
             prev.hi = hi
             continue
-        out.append(_Service(rule.rule_id, proto, lo, hi, set(peers), fixed))
+        out.append(_Service(rule.rule_id, proto, lo, hi, set(peers), own))
     for s in out:
-        if not fixed:
+        if not s.fixed:
             s.blocks, s.bits = _blocks(s.peers)
     return out
+
+
+def _internal(address) -> bool:
+    """Whether an address is not the internet's (`INTERNAL`)."""
+    return any(address in net for net in INTERNAL)
+
+
+def _internet_peers(rule, rows: list[tuple]) -> set:
+    """The internet addresses (not `INTERNAL`) that a rule open to the whole internet carried."""
+    if rule.peer_kind != "cidr" or _peer_value("cidr", rule.peer) not in WORLD:
+        return set()
+    return {peer for _, _, _, peer, _, _ in rows if not _internal(peer)}
+
+
+def _internet_reason(d: dict, what: str) -> str:
+    """Why a rule open to the internet that internet addresses reached keeps its peer."""
+    peers = sorted(d["internet"], key=lambda a: (a.version, int(a)))
+    shown = ", ".join(map(str, peers[:3])) + (" …" if len(peers) > 3 else "")
+    return (f"open to the internet and reached from {_plural(len(peers), 'internet address')} ({shown}): "
+            f"{what}, since the addresses of one window are not who needs it (a public endpoint's next client, "
+            "a changing address, a scanner that completed a handshake); restrict it by hand to who should reach "
+            "it, or narrow it to these addresses with --narrow-internet (narrow_internet=True)")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
 
 
 def _equal(rule, items: list[tuple]) -> bool:
@@ -574,7 +631,10 @@ def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: di
     for r in rules.itertuples(index=False):
         d = decisions[r.rule_id]
         reason = d["reason"]
-        if d["action"] == "replace":
+        if d["action"] == "replace" and "internet" in d:
+            reason = f"carried {d['carried']} conversation(s); " + _internet_reason(
+                d, "it stays open to the internet on the ports they used")
+        elif d["action"] == "replace":
             reason = f"carried {d['carried']} conversation(s); the {len(texts[r.rule_id])} replacement rule(s) " \
                      "cover exactly their ports and peers"
             if any(p["peer_kind"] == "group" for p in new_rows if p["replaces"] == r.rule_id) \
@@ -654,6 +714,16 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
                    "kept: rules only attempted are removed and replacements leave them out. One-way UDP (syslog, "
                    "metrics, SNMP traps) looks exactly like this; to keep it, run sgaudit plan --keep-attempted "
                    "(keep_attempted=True from Python).")
+    if plan.narrow_internet:
+        out.append("Rules open to the internet are narrowed to the internet addresses of the window "
+                   "(--narrow-internet), scanners that completed a handshake included: a client that did not come "
+                   "in the window, or whose address changes, is shut out.")
+    else:
+        kept_open = int(a["reason"].str.contains("open to the internet and reached from", regex=False).sum())
+        if kept_open:
+            out.append(f"{kept_open} rule(s) open to the internet that internet addresses reached keep their "
+                       "peer (only their ports narrow): the addresses of one window are not who needs them. "
+                       "Restrict them by hand, or list the addresses seen with --narrow-internet.")
     untracked = _untracked(inv, set(a.loc[a["action"] != "keep", "rule_id"]))
     out.append("Security groups track connections: a connection open when a rule is revoked goes on until it "
                "closes or idles out (TCP: 5 days by default), so a mistake may show days later; but flows the group "
