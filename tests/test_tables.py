@@ -106,6 +106,12 @@ def test_datetimes_are_iso_utc_and_missing_values_empty():
     assert table[2][1] == "2025-02-06T03:04:05Z"
 
 
+def test_missing_text_is_empty_not_none():
+    # The problems table: a problem of no line has no value (None), which a page must not show as "None".
+    problems = pd.DataFrame({"kind": ["empty_file", "malformed_line"], "value": [None, "garbage"]})
+    assert rows(datatable(problems)._repr_html_()) == [["empty_file", ""], ["malformed_line", "garbage"]]
+
+
 def test_protocols_are_readable():
     assert [r[0] for r in rows(datatable(usage(), columns=["protocol"])._repr_html_())] == [
         "tcp", "tcp", "all", "gre", "250"]

@@ -80,7 +80,7 @@ def _describe_sort(keys: list[tuple[str, bool]]) -> str:
 
 
 def readable(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy for people: datetimes as ISO UTC text (NaT as empty), protocol numbers as names.
+    """A copy for people: datetimes as ISO UTC text (NaT as empty), protocol numbers as names, missing text empty.
 
     Parameters
     ----------
@@ -104,6 +104,8 @@ def readable(df: pd.DataFrame) -> pd.DataFrame:
         elif isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.isna().any():
             # Nullable integers with NA (a port-less protocol's port) go out as text: NA is not JSON.
             out[name] = col.astype(object).where(col.notna(), "").astype(str)
+        elif col.dtype == object and col.isna().any():
+            out[name] = col.where(col.notna(), "")  # a missing text (a problem with no line) is blank, not "None"
     return out
 
 
