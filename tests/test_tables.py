@@ -107,9 +107,12 @@ def test_datetimes_are_iso_utc_and_missing_values_empty():
 
 
 def test_missing_text_is_empty_not_none():
-    # The problems table: a problem of no line has no value (None), which a page must not show as "None".
+    # The problems table: a problem of no line has no value (None), which a page must not show as "None",
+    # also when no problem has one (pandas keeps such a column as objects, not as text).
     problems = pd.DataFrame({"kind": ["empty_file", "malformed_line"], "value": [None, "garbage"]})
     assert rows(datatable(problems)._repr_html_()) == [["empty_file", ""], ["malformed_line", "garbage"]]
+    none = pd.DataFrame({"kind": ["empty_file"], "value": [None]}, dtype=object)
+    assert rows(datatable(none)._repr_html_()) == [["empty_file", ""]]
 
 
 def test_protocols_are_readable():
