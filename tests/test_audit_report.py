@@ -136,3 +136,22 @@ def test_strings_from_aws_stay_text(report):
         coverage.locator("input[type=search]").fill("window.__xss=2")
         page.wait_for_timeout(300)
         assert IFACE_PROBE in coverage.locator("tbody tr").first.inner_text()
+
+
+def test_a_sound_report_shows_no_warning(report):
+    assert 'role="alert"' not in report.read_text(encoding="utf-8")
+
+
+def test_report_of_a_window_without_records_says_so_at_the_top(tmp_path):
+    # A weekly job with a wrong window (or a late delivery) must not read as "nothing observed".
+    out = tmp_path / "empty_window.html"
+    rc = cli.main(["report", "--flow-logs", str(SAMPLE / "flow-logs"), "--inventory", str(SAMPLE / "inventory"),
+                   "--start", "2024-01-01", "--end", "2024-01-02", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    with open_offline(out) as view:
+        alert = view.page.locator('[role="alert"]').first
+        text = alert.inner_text()
+        assert "none of the 30,708 records read is in the window" in text
+        assert "check --start and --end" in text
+        # Before the first table: the reader sees it first.
+        assert alert.bounding_box()["y"] < view.page.locator("table").first.bounding_box()["y"]

@@ -453,3 +453,54 @@ def test_inventory_folder_inside_the_flow_log_folder_is_not_read_as_flow_logs(tm
     write_log(tmp_path / "logs" / "flow.log.gz", handshake("eni-a", "198.51.100.7", "10.0.0.5", 40000, 80))
     result = sgaudit.analyze(tmp_path, inv)
     assert [f.path.name for f in result.files] == ["flow.log.gz"]
+
+
+# --- Runs that say nothing: warned, never silent ----------------------------------------------------------
+
+
+def _warnings(result: sgaudit.Analysis) -> list[str]:
+    from sgaudit import notebook, summaries
+
+    found = summaries.warnings(result)
+    box = notebook.warnings(result)
+    assert (box is None) == (not found)
+    if box is not None:
+        assert all(w.replace("'", "&#x27;") in box.data for w in found) and 'role="alert"' in box.data
+    return found
+
+
+def test_a_sound_run_has_no_warning(tmp_path):
+    result = run(tmp_path, web_snapshot(), handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    assert _warnings(result) == []
+
+
+def test_a_run_of_empty_files_warns_that_nothing_was_read(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    log = write_text(tmp_path / "flow.log", [" ".join(V5)], compress=False)
+    assert [w.split(":")[0] for w in _warnings(sgaudit.analyze(log, inv))] == ["no flow-log record was read (the files "
+                                                                              "are empty or hold only header lines)"]
+
+
+def test_a_window_holding_no_record_warns_and_gives_the_records_span(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    log = write_log(tmp_path / "flow.log.gz", handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    result = sgaudit.analyze(log, inv, start="2024-01-01", end="2024-01-02")
+    [w] = _warnings(result)
+    assert w.startswith("none of the 2 records read is in the window (they span 2025-02-06T15:04:00Z to ")
+    assert "check --start and --end" in w
+
+
+def test_a_run_of_malformed_records_only_warns(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    bad = [line(rec("eni-a", CLIENT, SERVER, 40000, 80), V2).replace(" ACCEPT ", " MAYBE "),
+           " ".join(["x"] * len(V2))]
+    log = write_text(tmp_path / "flow.log", bad, compress=False)
+    result = sgaudit.analyze(log, inv)
+    [w] = _warnings(result)
+    assert w.startswith("every one of the 2 records read is malformed")
+
+
+def test_a_snapshot_of_another_account_warns(tmp_path):
+    result = run(tmp_path, web_snapshot(), handshake("eni-elsewhere", CLIENT, SERVER, 40000, 80))
+    assert _warnings(result) == ["no interface of the snapshot is in these logs: is the snapshot of another account "
+                                 "or region than the flow logs?"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from . import __version__
+from . import __version__, summaries
 from .analysis import Analysis, analyze
 from .errors import SgauditError
 from .output import check_writable, companion, output_kind, write_table
@@ -184,10 +184,7 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
     outside = int((~cov["in_snapshot"]).sum())
     lines.append(f"interfaces  {int(snap['observed'].sum())} of {len(snap)} in the snapshot observed; "
                  f"{outside} in the logs but not in the snapshot")
-    if outside and not snap["observed"].any():
-        # Not an error (SPEC: such records count for coverage only), but almost always a mix-up.
-        lines.append("warning     no interface of the snapshot is in these logs: is the snapshot of another "
-                     "account or region than the flow logs?")
+    lines += [f"warning     {w}" for w in summaries.warnings(result)]
     counts = result.usage["status"].value_counts()
     lines.append(f"rules       {len(result.usage)}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
     lines.append("records")

@@ -71,3 +71,32 @@ def setup() -> None:
 
 def _is_module_script(output) -> bool:
     return str(output.data.get("text/html", "")).lstrip().startswith('<script type="module">')
+
+
+def warnings(analysis):
+    """A box naming what makes this result say nothing (`sgaudit.summaries.warnings`), or None when sound.
+
+    The last expression of a cell, after ``analyze``: a scheduled report of an empty delivery, a wrong
+    window or another account's snapshot then says so at the top instead of reading as "nothing observed".
+
+    Parameters
+    ----------
+    analysis : sgaudit.Analysis
+
+    Returns
+    -------
+    IPython.display.HTML or None
+    """
+    import html
+
+    from IPython.display import HTML
+
+    from .summaries import warnings as found
+
+    items = found(analysis)
+    if not items:
+        return None
+    rows = "".join(f"<li>{html.escape(w)}</li>" for w in items)
+    return HTML('<div role="alert" style="border:2px solid #c0392b;background:#fdecea;color:#611a15;'
+                'padding:0.6em 1em;margin:0.5em 0"><strong>Warning: this result says little.</strong>'
+                f"<ul style=\"margin:0.3em 0 0 0\">{rows}</ul></div>")

@@ -237,6 +237,41 @@ def overview(analysis: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item", "value"])
 
 
+def warnings(analysis: Analysis) -> list[str]:
+    """What makes a result say nothing, one sentence each; empty when the run is sound.
+
+    Not errors (an empty delivery or a quiet window is possible), but a scheduled report built on one
+    looks like a real "nothing observed" report: the CLI prints these and every notebook shows them.
+    """
+    q = analysis.quality.set_index("bucket")["records"]
+    total, malformed, outside = (int(q.get(b, 0)) for b in ("total", "malformed", "outside_window"))
+    cov = analysis.coverage
+    snap = cov[cov["in_snapshot"]]
+    out = []
+    if total == 0:
+        out.append("no flow-log record was read (the files are empty or hold only header lines): nothing was "
+                   "observed, so every rule is unobserved or unattached.")
+    elif malformed == total:
+        out.append(f"every one of the {total:,} records read is malformed (the problems table lists them): check "
+                   "--format for files without a header line, or that the files are VPC flow logs.")
+    elif outside and outside + malformed == total:
+        lo, hi = analysis.con.sql("SELECT min(first_ms), max(last_ms) FROM buckets WHERE bucket = 'outside_window'"
+                                  ).fetchall()[0]
+        span = "" if lo is None else (f" (they span {_iso(pd.Timestamp(lo, unit='ms', tz='UTC'))} to "
+                                      f"{_iso(pd.Timestamp(hi, unit='ms', tz='UTC'))})")
+        out.append(f"none of the {total - malformed:,} records read is in the window{span}: every rule is "
+                   "unobserved or unattached; check --start and --end against the logs.")
+    elif len(snap) and not snap["observed"].any():
+        if (~cov["in_snapshot"]).any():
+            # Not an error (SPEC: such records count for coverage only), but almost always a mix-up.
+            out.append("no interface of the snapshot is in these logs: is the snapshot of another account or "
+                       "region than the flow logs?")
+        else:
+            out.append("no interface of the snapshot was observed in the window: every rule is unobserved or "
+                       "unattached.")
+    return out
+
+
 def duration(td: pd.Timedelta) -> str:
     """A window length for a sentence: ``4 h 59 min``, ``2 d 3 h``, ``45 s``."""
     secs = int(td.total_seconds())
