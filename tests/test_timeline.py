@@ -187,6 +187,8 @@ def test_sample_summaries(sample):
     rules = summaries.rules(sample)
     assert list(rules.columns[:18]) == list(sample.usage.columns)
     assert {"description", "vpc_id"} <= set(rules.columns) and len(rules) == len(sample.usage)
+    # The sample's rule referring to a group of a peered VPC: its peers are unknown, its "unused" says nothing.
+    assert rules.loc[~rules["peers_known"], "rule_id"].tolist() == ["sgr-0cbccd950a7c96c2a"]
     by_status = summaries.rules_by_status(sample.usage)
     assert by_status["rules"].sum() == len(sample.usage)
     world = summaries.world_open(sample)

@@ -54,6 +54,9 @@ PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "-1": -1, "all": -1}
 PROTOCOL_NAMES = {number: name for name, number in PROTOCOLS.items() if number >= 0}
 #: The keys that name a rule's peer; a rule has exactly one of them (AWS-FACTS §6).
 PEER_KEYS = ("CidrIpv4", "CidrIpv6", "PrefixListId", "ReferencedGroupInfo")
+#: Problems that leave a rule's peers unknown (a referenced group or prefix list outside the snapshot): such
+#: a rule could match nothing, so its status says nothing about its use.
+UNRESOLVED = ("referenced_group_unresolved", "prefix_list_entries_missing")
 #: Rule columns → the AWS field they come from, to name what differs between two copies of a rule.
 RULE_FIELDS = {"group_id": "GroupId", "is_egress": "IsEgress", "ip_protocol": "IpProtocol",
                "protocol": "IpProtocol", "from_port": "FromPort", "to_port": "ToPort", "peer_kind": "peer",

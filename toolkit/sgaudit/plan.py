@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError, whole_number
-from .inventory import PROTOCOL_NAMES, protocol_number
+from .inventory import PROTOCOL_NAMES, UNRESOLVED, protocol_number
 from .output import md_escape
 
 if TYPE_CHECKING:
@@ -59,9 +59,6 @@ WORLD = {"0.0.0.0/0", "::/0"}
 INTERNAL = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
     "fc00::/7", "fe80::/10", "::1/128"))
-#: IpProtocol names of the protocols the API names; others are written as numbers.
-#: Problems of the inventory that leave a rule's peers unknown: such a rule is never judged.
-UNRESOLVED = ("referenced_group_unresolved", "prefix_list_entries_missing")
 
 ACTION_COLUMNS = ["group_id", "group_name", "rule_id", "direction", "status", "action", "old", "new", "carried",
                   "reason"]

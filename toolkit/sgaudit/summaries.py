@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError, whole_number
+from .inventory import UNRESOLVED
 from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 
 if TYPE_CHECKING:
@@ -27,12 +28,18 @@ WORLD = {"0.0.0.0/0", "::/0"}
 
 
 def rules(analysis: Analysis) -> pd.DataFrame:
-    """SPEC's usage table plus what a reader needs beside it: the rule's description and the group's VPC."""
+    """SPEC's usage table plus what a reader needs beside it: the rule's description, the group's VPC.
+
+    ``peers_known`` is False for a rule whose referenced group or prefix list is not in the snapshot: it
+    could match nothing here, so its status says nothing about its use.
+    """
     inv = analysis.inventory
     out = analysis.usage.merge(inv.rules[["rule_id", "description"]], on="rule_id", how="left")
     out = out.merge(inv.groups[["group_id", "vpc_id"]], on="group_id", how="left")
     for col in ("description", "vpc_id"):
         out[col] = out[col].fillna("").astype(str)
+    unknown = {p["resource"] for p in inv.problems if p["kind"] in UNRESOLVED}
+    out["peers_known"] = ~out["rule_id"].isin(unknown)
     return out
 
 
