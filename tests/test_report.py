@@ -301,6 +301,9 @@ def test_parameters_file_not_utf8_or_with_keys_that_are_not_names(tmp_path):
     pytest.param(["-p", "top", "abc"], "parameter top is int (top = 20), not 'abc'; e.g. -p top 10", id="int"),
     pytest.param(["-p", "top", "true"], "parameter top is int", id="bool-for-int"),
     pytest.param(["-p", "group_ids", "5"], "parameter group_ids is list", id="number-for-list"),
+    pytest.param(["--time-bucket", "10s"], "time_bucket '10s' is too small; use at least '1min'",
+                 id="time-bucket-too-small"),
+    pytest.param(["--time-bucket", "hourly"], "time_bucket 'hourly' is not a duration", id="time-bucket-not-a-width"),
 ])
 def test_a_parameter_of_the_wrong_type_is_refused_before_running(tmp_path, capsys, args, message):
     assert main(["report", "--notebook", "audit_report", *args, "--out", str(tmp_path / "r.html")]) == 2

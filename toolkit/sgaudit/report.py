@@ -337,6 +337,14 @@ def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: st
                               f"{declared[name]['default']}), not {value!r}; e.g. -p {name} "
                               f"{_PARAMETER_EXAMPLES.get(kind, '…')}")
         checked[name] = value
+    if checked.get("time_bucket") not in (None, "", "auto"):
+        # Checked now as far as it can be without the window, not after the analysis a cell starts with.
+        from .timeline import choose_bucket
+
+        try:
+            choose_bucket((None, None), checked["time_bucket"])
+        except SgauditError as exc:
+            raise ReportError(f"notebook {path.name}: {exc}") from None
     return checked
 
 
