@@ -376,6 +376,14 @@ def test_inventory_folder_that_does_not_exist(tmp_path):
         sgaudit.analyze(write_log(tmp_path / "f.log.gz", GOOD), tmp_path / "nowhere")
 
 
+def test_inventory_given_as_one_of_its_files_names_the_folder_to_pass(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    with pytest.raises(sgaudit.InventoryError, match="security-group-rules.json: is a file; the inventory is the "
+                                                     "folder") as exc:
+        sgaudit.analyze(write_log(tmp_path / "f.log.gz", GOOD), inv / "security-group-rules.json")
+    assert str(exc.value).endswith(f"pass --inventory {inv}")
+
+
 @pytest.mark.parametrize("file,content,key", [
     pytest.param("security-group-rules.json", {"SecurityGroups": []}, "SecurityGroupRules", id="rules-wrong-key"),
     pytest.param("network-interfaces.json", [], "NetworkInterfaces", id="interfaces-a-list"),

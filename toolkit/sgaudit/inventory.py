@@ -184,6 +184,9 @@ def _entries(path: Path, key: str, required: bool = True) -> list[_Entry]:
 
 
 def _snapshot_dirs(root: Path) -> list[Path]:
+    if root.is_file():
+        raise InventoryError(f"{root}: is a file; the inventory is the folder that holds {RULES_FILE}, "
+                             f"{GROUPS_FILE} and {INTERFACES_FILE}: pass --inventory {root.parent}")
     if not root.is_dir():
         raise InventoryError(f"{root}: no such inventory folder; pass --inventory DIR (see 'sgaudit collect')")
     if (root / RULES_FILE).exists() or (root / INTERFACES_FILE).exists():
