@@ -94,6 +94,18 @@ def test_missing_key_names_the_file_entry_and_key(tmp_path, file, pick, key, whe
     error(inv, file, f": {where}: {key} is missing", EXPORT[file])
 
 
+def test_json_syntax_error_names_line_column_and_what_to_do(tmp_path):
+    # A hand-edited snapshot: a comma too many.
+    inv = snapshot().write(tmp_path / "inv")
+    text = (inv / GROUPS).read_text().splitlines()
+    at = next(i for i, s in enumerate(text) if '"GroupName": "web"' in s)
+    text[at] += ","
+    (inv / GROUPS).write_text("\n".join(text))
+    msg = error(inv, GROUPS, "not valid JSON (Expecting property name enclosed in double quotes",
+                EXPORT[GROUPS], "fix or re-export the file")
+    assert msg.startswith(f"{inv / GROUPS}, line {at + 1}, column ") and "near" in msg
+
+
 # --- 2. Values that do not parse -------------------------------------------------------------------------
 
 

@@ -169,7 +169,10 @@ def _load(path: Path, key: str, required: bool = True) -> list:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InventoryError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg})") from exc
+        line = exc.doc.splitlines()[exc.lineno - 1] if exc.doc.splitlines()[exc.lineno - 1:] else ""
+        near = line[max(0, exc.colno - 41):exc.colno + 20].strip()
+        raise InventoryError(f"{path}, line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg}"
+                             + (f", near {near!r}" if near else "") + f"); {_advice(path)}") from exc
     if not isinstance(doc, dict) or key not in doc:
         found = list(doc)[:5] if isinstance(doc, dict) else type(doc).__name__
         raise InventoryError(f"{path}: expected a JSON object with key {key!r} (AWS CLI output); found {found}")
