@@ -397,6 +397,37 @@ def test_files_that_are_no_flow_log_are_named_by_their_first_bytes(tmp_path, enc
     assert msg.startswith(f"{log}: the file {what}, not a flow log") and "--format" not in msg
 
 
+#: Binary content: control bytes but no NUL, bytes that are not UTF-8 but no control byte, pseudo-random
+#: bytes, an image (with NULs, but not UTF-16).
+_CONTROL_BYTES = bytes(range(1, 128)) * 40
+_NOT_UTF8 = bytes(range(0x80, 0x100)) * 40
+_RANDOM = bytes((i * 7919 + 13) % 251 + (i % 5) for i in range(5000))
+_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00\x00\x00\x01\x00\x08\x06\x00\x00\x00" + _RANDOM
+
+
+@pytest.mark.parametrize("data,content,inside", [
+    pytest.param(_CONTROL_BYTES, _CONTROL_BYTES, "", id="control-bytes"),
+    pytest.param(_NOT_UTF8, _NOT_UTF8, "", id="not-utf-8"),
+    pytest.param(_RANDOM, _RANDOM, "", id="random"),
+    pytest.param(_PNG, _PNG, "", id="png"),
+    pytest.param(gzip.compress(_CONTROL_BYTES), _CONTROL_BYTES, " inside the gzip data", id="gzip-control-bytes"),
+    pytest.param(gzip.compress(_NOT_UTF8), _NOT_UTF8, " inside the gzip data", id="gzip-not-utf-8"),
+])
+def test_binary_file_is_named_by_its_first_bytes_in_hex(tmp_path, data, content, inside):
+    # Read as text, such a file was a record with the wrong number of fields: the advice to pass --format
+    # sent the user the wrong way, and the quoted line put raw binary on the terminal.
+    inv = web_snapshot(tmp_path)
+    log = tmp_path / "flow.log.gz"
+    log.write_bytes(data)
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv)
+    msg = str(exc.value)
+    shown = " ".join(f"0x{b:02x}" for b in content[:8])
+    assert msg == (f"{log}: the file{inside} is binary data, not a flow log: its first bytes are {shown} …; "
+                   "leave it out of --flow-logs.")
+    assert msg.isprintable() and msg.replace("…", "").isascii()
+
+
 # --- I. Files without records ---------------------------------------------------------------------------
 
 

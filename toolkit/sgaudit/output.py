@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -87,12 +88,27 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     if kind == "csv":
         text.to_csv(path, index=False)
     elif kind == "json":
-        text.to_json(path, orient="records")
+        path.write_text(_unescape_slashes(text.to_json(orient="records")), encoding="utf-8")
     elif len(text):
-        text.to_json(path, orient="records", lines=True)
+        path.write_text(_unescape_slashes(text.to_json(orient="records", lines=True)), encoding="utf-8")
     else:
         path.write_text("")  # no rows: no lines (pandas would write one empty line, which is no JSON)
     return path
+
+
+#: One escape sequence of a JSON string: a backslash and the character after it.
+_JSON_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unescape_slashes(text: str) -> str:
+    r"""Pandas' JSON with ``\/`` written as ``/``, so that a CIDR such as ``0.0.0.0/0`` can be grepped.
+
+    Pandas escapes every ``/`` and has no option against it in all versions. The escapes are matched from
+    left to right, a backslash with the character after it, so that a backslash in the data (written
+    ``\\``) followed by a slash (``\\\/``) keeps its backslash. Backslashes occur only inside
+    JSON strings, so nothing else is touched.
+    """
+    return _JSON_ESCAPE.sub(lambda m: "/" if m.group(1) == "/" else m.group(0), text)
 
 
 def companion(path: str | Path, name: str) -> Path:

@@ -9,11 +9,12 @@ prints. Text files delivered to S3 begin with a header line naming the fields; f
 
 Damage is named, never passed over: a folder or file that cannot be read, gzip data cut short or followed
 by other bytes, an export that is not UTF-8 or breaks off, a file that is no flow log at all (UTF-16 text,
-a zip or bzip2 archive: told from its first bytes). A UTF-8 byte-order mark is passed over.
+a zip or bzip2 archive, binary data: told from its first bytes). A UTF-8 byte-order mark is passed over.
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -44,6 +45,10 @@ _OTHER_FILES = [
     (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd), or compress it with gzip instead"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it first and pass the files inside"),
 ]
+
+#: Bytes no flow log holds: control characters other than tab, line feed and carriage return. They tell
+#: binary data (an image, an encrypted file…) from text, with bytes that are mostly not UTF-8.
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 #: What a CloudWatch event with an empty message becomes: a line the reader cannot type, so that the event
 #: counts as one malformed record (a blank line would be passed over, and the event lost).
@@ -126,6 +131,45 @@ def discover(paths: list[str | Path]) -> list[Path]:
     return out
 
 
+def drop_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """Leave out files with the same bytes as an earlier one: each record is read once.
+
+    The same delivery downloaded into two folders, or a folder passed beside a copy of one of its files,
+    would otherwise count every record twice: bytes and packets double while connections do not.
+    Only files of equal size are compared (by their BLAKE2 digest), so a run without copies reads
+    nothing more than a ``stat`` of each file. Copies in another form (a gzip file and its text, a
+    CloudWatch export in two formats) are not found: each record must be given once.
+
+    Returns
+    -------
+    kept : list of Path
+        The files to read, in the order given.
+    copies : list of (Path, Path)
+        Each file left out, with the earlier file it repeats.
+    """
+    import hashlib
+
+    by_size: dict[int, list[Path]] = {}
+    for p in paths:
+        by_size.setdefault(p.stat().st_size, []).append(p)
+    first: dict[bytes, Path] = {}
+    copies: dict[Path, Path] = {}
+    for same in by_size.values():
+        if len(same) < 2:
+            continue
+        for p in same:
+            digest = hashlib.blake2b()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            key = digest.digest()
+            if key in first:
+                copies[p] = first[key]
+            else:
+                first[key] = p
+    return [p for p in paths if p not in copies], [(p, copies[p]) for p in paths if p in copies]
+
+
 def _walk(folder: Path) -> list[Path]:
     """The flow-log files under a folder, sorted: hidden entries and obvious non-log files passed over.
 
@@ -189,10 +233,27 @@ def _not_text(path: Path, start: bytes, inside: str = "") -> None:
             raise FlowLogReadError(f"{path}: the file{inside} is {what}, not a flow log; {todo}.")
     if b"\x00" in start:
         # Text in UTF-16 without a byte-order mark: every other byte of ASCII characters is zero.
-        utf16 = start[1::2].count(0) >= len(start) // 4 or start[0::2].count(0) >= len(start) // 4
-        what, todo = (("UTF-16 text", "re-save it as UTF-8 (iconv -f UTF-16 -t UTF-8 FILE > FIXED)") if utf16
-                      else (f"binary data (it starts with {start[:8]!r})", "leave it out of --flow-logs"))
-        raise FlowLogReadError(f"{path}: the file{inside} is {what}, not a flow log; {todo}.")
+        if start[1::2].count(0) >= len(start) // 4 or start[0::2].count(0) >= len(start) // 4:
+            raise FlowLogReadError(f"{path}: the file{inside} is UTF-16 text, not a flow log; "
+                                   "re-save it as UTF-8 (iconv -f UTF-16 -t UTF-8 FILE > FIXED).")
+    if _CONTROL.search(start) or _mostly_not_utf8(start):
+        # Shown as hex, never as text: the bytes themselves would garble the terminal.
+        shown = " ".join(f"0x{b:02x}" for b in start[:8]) + (" …" if len(start) > 8 else "")
+        raise FlowLogReadError(f"{path}: the file{inside} is binary data, not a flow log: its first bytes are "
+                               f"{shown}; leave it out of --flow-logs.")
+
+
+def _mostly_not_utf8(start: bytes) -> bool:
+    """Whether a file's first bytes are not UTF-8 and over a quarter of them not ASCII: binary, not text.
+
+    Text in a legacy encoding (a Latin-1 export with one ``é``) is mostly ASCII: it is left to the reader,
+    which names the byte and the encoding. A character cut off at the end of ``start`` is no error.
+    """
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(start, final=False)
+    except UnicodeDecodeError:
+        return sum(b >= 0x80 for b in start) * 4 > len(start)
+    return False
 
 
 def sniff(path: Path, fmt: tuple[str, ...] | None = None) -> FlowLogFile:
@@ -217,7 +278,7 @@ def sniff(path: Path, fmt: tuple[str, ...] | None = None) -> FlowLogFile:
     FlowLogFormatError
         For a header naming an unknown field, or a format lacking a field sgaudit needs.
     FlowLogReadError
-        For a file that cannot be read, or that is no flow log (UTF-16 text, a zip archive…).
+        For a file that cannot be read, or that is no flow log (UTF-16 text, a zip archive, binary data…).
     """
     try:
         with open(path, "rb") as fh:
