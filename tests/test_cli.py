@@ -85,6 +85,27 @@ def test_usage_writes_spec_columns_and_companions(setup, ext, capsys):
     assert str(out) in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("ext", [".jsonl", ".json"])
+def test_json_outputs_write_slashes_unescaped(setup, ext):
+    # Pandas writes "0.0.0.0\/0": grepping the output for a CIDR found nothing.
+    tmp_path, inv, log = setup
+    out = tmp_path / "out" / f"usage{ext}"
+    assert main(usage_args(log, inv, out)) == 0
+    assert '"0.0.0.0/0"' in out.read_text() and "\\/" not in out.read_text()
+    assert read(out).set_index("rule_id").loc["sgr-http", "peer"] == "0.0.0.0/0"
+
+    # A backslash in the data before a slash keeps its backslash; the other values load as before.
+    df = pd.DataFrame({"peer": ["0.0.0.0/0", "a\\/b", None], "port": [80, None, 22],
+                       "seen": pd.to_datetime(["2025-02-06T15:04:13Z", None, "2025-02-06T15:05:00Z"], utc=True)})
+    path = write_table(df, tmp_path / f"t{ext}")
+    text = path.read_text()
+    assert '"0.0.0.0/0"' in text and '"a\\\\/b"' in text  # the data's backslash escaped, the slash not
+    rows = ([json.loads(line) for line in text.splitlines()] if ext == ".jsonl" else json.loads(text))
+    assert rows == [{"peer": "0.0.0.0/0", "port": 80.0, "seen": "2025-02-06T15:04:13Z"},
+                    {"peer": "a\\/b", "port": None, "seen": ""},  # a missing time is empty (iso_utc)
+                    {"peer": None, "port": 22.0, "seen": "2025-02-06T15:05:00Z"}]
+
+
 def test_parquet_columns_keep_their_types_when_a_run_leaves_them_empty(tmp_path):
     # A scheduled job appends its Parquet outputs to a dataset: a column must not turn from text into
     # Arrow's null type because no problem had a line this time, or no traffic was unexplained.
@@ -296,6 +317,14 @@ def test_plan_command_writes_plan_commands_terraform_and_an_empty_recheck(tmp_pa
     assert pd.read_csv(tmp_path / "plan.lost.csv").empty
     proposed = pd.read_csv(tmp_path / "plan.proposed.csv")
     assert proposed.groupby(["group_id", "is_egress"]).size().max() <= 10
+
+
+def test_plan_tables_follow_the_out_format(tmp_path):
+    out = tmp_path / "plan.jsonl"
+    assert main(["plan", *SAMPLE_ARGS, "--out", str(out)]) == 0
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert written == ["plan.aws.sh", "plan.jsonl", "plan.lost.jsonl", "plan.proposed.jsonl", "plan.tf"]
+    assert not pd.read_json(tmp_path / "plan.proposed.jsonl", lines=True).empty
 
 
 @pytest.mark.parametrize(("argv", "message"), [

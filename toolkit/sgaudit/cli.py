@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                     "and removal of unused rules; re-run the attribution with the proposed rules on the same "
                     "records and list any conversation that would be lost. Writes the plan (--out), the AWS CLI "
                     "commands (OUT.aws.sh), a Terraform snippet (OUT.tf), the proposed rules (OUT.proposed.csv) "
-                    "and the re-check (OUT.lost.csv). Nothing is applied: sgaudit only reads from AWS.",
+                    "and the re-check (OUT.lost.csv), those two in --out's table format (CSV beside .md). "
+                    "Nothing is applied: sgaudit only reads from AWS.",
     )
     _source_arguments(pl)
     pl.add_argument("--out", required=True, metavar="FILE", help="the plan: .md, .csv, .jsonl, .json or .parquet")
@@ -296,8 +297,10 @@ def _plan(args: argparse.Namespace) -> int:
             target = out.with_name(out.stem + suffix)
             target.write_text(text)
             written.append(target)
-        written.append(write_table(proposal.proposed_rules, out.with_name(out.stem + ".proposed.csv")))
-        written.append(write_table(lost, out.with_name(out.stem + ".lost.csv")))
+        # The tables beside the plan are in its own table format (CSV beside a Markdown plan), as usage's are.
+        tables_at = out.with_suffix(".csv") if kind == "md" else out
+        written.append(write_table(proposal.proposed_rules, companion(tables_at, "proposed")))
+        written.append(write_table(lost, companion(tables_at, "lost")))
         actions = proposal.actions["action"].value_counts()
         print("plan        " + ", ".join(f"{actions.get(a, 0)} {a}" for a in ("replace", "remove", "keep")) +
               f"; {len(proposal.proposed_rules)} proposed rule(s)")
