@@ -164,26 +164,44 @@ def test_garbage_lines_are_counted_listed_with_file_and_line_and_good_records_us
     assert found["detail"].str.len().min() > 0
 
 
-@pytest.mark.parametrize("field,value", [
-    pytest.param("action", "MAYBE", id="action-MAYBE"),
-    pytest.param("log-status", "BROKEN", id="log-status-BROKEN"),
-    pytest.param("flow-direction", "sideways", id="flow-direction-sideways"),
-    pytest.param("start", "-", id="no-start"),
-    pytest.param("srcaddr", "999.1.2.3", id="peer-not-an-address"),
-    pytest.param("bytes", "-99999999", id="negative-bytes"),
-    pytest.param("packets", "-3", id="negative-packets"),
-    pytest.param("end", "1", id="end-before-start"),
-    pytest.param("start", "9000000000000000000", id="start-past-2262"),
-    pytest.param("start", "-60", id="start-before-1970"),
+def test_a_line_the_reader_cannot_type_says_why_in_flow_log_words(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    n = len(V5)
+    lines = [" ".join(V5)] + [text for _, text in UNREADABLE]
+    log = write_text(tmp_path / "flow.log.gz", lines)
+    p = sgaudit.analyze(log, inv).problems
+    why = dict(zip(p["line"].dropna().astype(int), p.loc[p["line"].notna(), "detail"], strict=True))
+    assert why[3] == f"the line has 10 fields where its format has {n} (fields are separated by single spaces)"
+    assert why[4] == f"the line has {n + 1} fields where its format has {n} (fields are separated by single spaces)"
+    assert why[5] == "dstport 'abc' is not a whole number from 0 to 65535"
+    assert why[6] == "srcport '99999' is not a whole number from 0 to 65535"
+    assert why[7] == "protocol '300' is not a whole number from 0 to 255"
+    assert why[8] == "bytes 'lots' is not a whole number"
+
+
+@pytest.mark.parametrize("field,value,why", [
+    pytest.param("action", "MAYBE", "an action other than ACCEPT or REJECT", id="action-MAYBE"),
+    pytest.param("log-status", "BROKEN", "a log-status other than OK, NODATA or SKIPDATA", id="log-status-BROKEN"),
+    pytest.param("flow-direction", "sideways", "a flow-direction other than ingress or egress",
+                 id="flow-direction-sideways"),
+    pytest.param("start", "-", "no start", id="no-start"),
+    pytest.param("srcaddr", "999.1.2.3", "the peer address '999.1.2.3' is neither IPv4 nor IPv6",
+                 id="peer-not-an-address"),
+    pytest.param("bytes", "-99999999", "negative bytes", id="negative-bytes"),
+    pytest.param("packets", "-3", "negative packets", id="negative-packets"),
+    pytest.param("end", "1", "an end before the start", id="end-before-start"),
+    pytest.param("start", "9000000000000000000", "a start outside 1970-2262", id="start-past-2262"),
+    pytest.param("start", "-60", "a start outside 1970-2262", id="start-before-1970"),
 ])
-def test_typed_but_senseless_record_is_counted_as_malformed(tmp_path, field, value):
+def test_typed_but_senseless_record_is_counted_as_malformed(tmp_path, field, value, why):
     inv = web_snapshot().write(tmp_path / "inv")
     lines = [" ".join(V5), line(GOOD[0], V5), with_value(field, value), line(GOOD[1], V5)]
     result = sgaudit.analyze(write_text(tmp_path / "flow.log.gz", lines), inv)
     q = quality(result)
     assert (q["malformed"], q["conversation"], q["total"]) == (1, 2, 3)
     assert row(result, "sgr-http")["connections"] == 1  # PROBE's conversation (port 40001) is not used
-    assert (result.problems["kind"] == "malformed_record").sum() == 1
+    [detail] = result.problems.loc[result.problems["kind"] == "malformed_record", "detail"]
+    assert detail.split(": no record AWS writes")[0] == why  # the first check the record fails, by name
 
 
 def test_senseless_record_is_listed_with_file_line_and_text(tmp_path):
@@ -512,3 +530,35 @@ def test_a_snapshot_of_another_account_warns(tmp_path):
     result = run(tmp_path, web_snapshot(), handshake("eni-elsewhere", CLIENT, SERVER, 40000, 80))
     assert _warnings(result) == ["no interface of the snapshot is in these logs: is the snapshot of another account "
                                  "or region than the flow logs?"]
+
+
+# --- The same file twice ------------------------------------------------------------------------------------
+
+
+def test_a_copy_of_a_file_is_read_once_and_named(tmp_path):
+    # The same delivery downloaded twice would double every byte and packet (connections would not move).
+    inv = web_snapshot().write(tmp_path / "inv")
+    first = write_log(tmp_path / "logs" / "a" / "flow.log.gz", GOOD)
+    copy = tmp_path / "logs" / "b" / "again.log.gz"
+    copy.parent.mkdir()
+    copy.write_bytes(first.read_bytes())
+    other = write_log(tmp_path / "logs" / "c" / "other.log.gz", [PROBE])
+    result = sgaudit.analyze(tmp_path / "logs", inv)
+    assert [str(f.path) for f in result.files] == [str(first), str(other)]
+    assert quality(result)["total"] == 3
+    apart = sgaudit.analyze([first, other], inv)
+    once = sum(r["bytes"] for r in GOOD + [PROBE])
+    assert row(result, "sgr-http")["bytes"] == row(apart, "sgr-http")["bytes"] == once
+    dup = result.problems[result.problems["kind"] == "duplicate_file"]
+    assert dup[["resource", "detail"]].values.tolist() == [
+        [str(copy), f"the same bytes as {first}: read once, so that no record counts twice"]]
+
+
+def test_files_of_equal_size_and_other_bytes_are_all_read(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    a = write_text(tmp_path / "logs" / "a.log", [" ".join(V5), line(GOOD[0], V5)], compress=False)
+    b = write_text(tmp_path / "logs" / "b.log", [" ".join(V5), line(GOOD[1], V5)], compress=False)
+    b.write_text(b.read_text()[:a.stat().st_size - 1].ljust(a.stat().st_size - 1) + "\n")
+    assert a.stat().st_size == b.stat().st_size and a.read_bytes() != b.read_bytes()
+    result = sgaudit.analyze(tmp_path / "logs", inv)
+    assert len(result.files) == 2 and not (result.problems["kind"] == "duplicate_file").any()

@@ -308,9 +308,11 @@ def analyze(
         local, formats = remote.fetch_all(paths, lo, hi, log_format=log_format, aws_session=aws_session,
                                           endpoint_url=endpoint_url, cache=cache,
                                           scratch=os.path.join(tmpdir, "remote"), progress=progress is not None)
-        files = [sources.sniff(p, formats.get(p, fmt)) for p in sources.discover(local)
-                 # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
-                 if inventory_dir is None or inventory_dir not in p.resolve().parents]
+        found, copies = sources.drop_copies([
+            p for p in sources.discover(local)
+            # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
+            if inventory_dir is None or inventory_dir not in p.resolve().parents])
+        files = [sources.sniff(p, formats.get(p, fmt)) for p in found]
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
@@ -328,6 +330,9 @@ def analyze(
                                 memory_limit=memory_limit, workdir=workdir, aws_session=aws_session,
                                 endpoint_url=endpoint_url, cache=cache, engine=engine,
                                 engine_options=engine_options))
+    result.problems_list += [{"kind": "duplicate_file", "resource": str(copy),
+                              "detail": f"the same bytes as {original}: read once, so that no record counts twice"}
+                             for copy, original in copies]
     try:
         _run(result, files, inv, lo, hi, progress)
     except BaseException:
@@ -459,9 +464,9 @@ def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowL
             break
         f = by_path.get(path)
         listed = records.senseless_lines(con, f, lo, hi, limit=_LISTED_LINES) if f is not None else []
-        for line, text in listed:
+        for line, text, why in listed:
             out.append({"kind": "malformed_record", "resource": path, "line": line, "value": text[:300],
-                        "detail": _SENSELESS})
+                        "detail": f"{why}: no record AWS writes"})
         if len(listed) < int(n):
             # Never a silent gap between the count and the list: say how many were not listed.
             out.append({"kind": "listing_truncated", "resource": path,
@@ -550,8 +555,6 @@ def _malformed_peers_unlocated(bad: pd.DataFrame) -> list[dict]:
 #: How much of the malformed records the problems table lists (the quality table counts every one).
 _LISTED_LINES, _LISTED_FILES, _LISTED_PEERS = 1000, 100, 1000
 
-_SENSELESS = ("no start, end, protocol, address or TCP/UDP port; an action, log-status or flow-direction that "
-              "AWS does not write; an end before the start, a time outside 1970-2262, or negative packets or bytes")
 
 
 def _execute_with_progress(con: duckdb.DuckDBPyConnection, sql: str,

@@ -12,6 +12,7 @@ Lines that do not fit the format (wrong number of fields, ``abc`` as a port) are
 from __future__ import annotations
 
 import gzip
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,15 +155,42 @@ def rejected_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, 
         rows = con.sql(
             """
             SELECT s.file_path, e.line, first(e.csv_line ORDER BY e.column_idx),
-                   first(e.error_type || ' in ' || coalesce(e.column_name, '?') || ': ' || e.error_message
-                         ORDER BY e.column_idx)
+                   first(e.error_type ORDER BY e.column_idx), first(e.column_name ORDER BY e.column_idx),
+                   first(e.error_message ORDER BY e.column_idx)
             FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id)
             GROUP BY ALL ORDER BY 1, 2
             """
         ).fetchall()
     except duckdb.CatalogException:
         return []  # no text scan ran, so there is no rejects table
-    return [(original_path(f), int(n), str(t).strip(), r) for f, n, t, r in rows]
+    return [(original_path(f), int(n), str(t).strip(), _reason(kind, column, message))
+            for f, n, t, kind, column, message in rows]
+
+
+#: What a value of each type the reader casts to must be, in words.
+_TYPE_WORDS = {"USMALLINT": "a whole number from 0 to 65535", "UTINYINT": "a whole number from 0 to 255",
+               "SMALLINT": "a whole number from -32768 to 32767", "INTEGER": "a whole number",
+               "BIGINT": "a whole number"}
+_CAST = re.compile(r"Could not convert string \"(?P<value>.*)\" to '(?P<type>\w+)'", re.DOTALL)
+_COUNT = re.compile(r"Expected Number of Columns: (?P<expected>\d+) Found: (?P<found>\d+)")
+
+
+def _reason(kind: str, column: str | None, message: str) -> str:
+    """Why the reader could not type a line, in the words of flow logs rather than DuckDB's.
+
+    ``srcport 'abc' is not a whole number from 0 to 65535``; ``the line has 13 fields, its format 14``.
+    Any other error keeps DuckDB's own text.
+    """
+    name = fields.BY_COLUMN[column].name if column in fields.BY_COLUMN else column
+    cast = _CAST.search(message or "")
+    if kind == "CAST" and cast:
+        what = _TYPE_WORDS.get(cast["type"], f"of type {cast['type']}")
+        return f"{name} {cast['value']!r} is not {what}"
+    count = _COUNT.search(message or "")
+    if kind in ("MISSING COLUMNS", "TOO MANY COLUMNS") and count:
+        return (f"the line has {count['found']} fields where its format has {count['expected']} (fields are "
+                "separated by single spaces)")
+    return f"{kind} in {name or '?'}: {message}"
 
 
 def raise_read_error(exc: Exception, group: FileGroup) -> None:
@@ -279,13 +307,17 @@ def _parquet_records(f: FlowLogFile) -> str:
 
 
 def senseless_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | None, hi: int | None,
-                    limit: int = 1000) -> list[tuple[int, str]]:
-    """Lines of one file that type correctly but that the reduction counts as malformed: (line, text).
+                    limit: int = 1000) -> list[tuple[int, str, str]]:
+    """Lines of one file that type correctly but that the reduction counts as malformed: (line, text, why).
 
     Applies the reduction's own bucket expression (`reduction.bucket_sql`) to the file's lines (rows of a
-    Parquet file, numbered from 1, their values as text), so the listing cannot disagree with the count.
+    Parquet file, numbered from 1, their values as text), so the listing cannot disagree with the count;
+    ``why`` is the first check the record fails (`reduction.why_sql`).
     """
-    return typed_lines(con, f, lo, hi, lambda r: f"SELECT line, text FROM {r} WHERE bucket = 'malformed'", limit)
+    from . import reduction
+
+    return typed_lines(con, f, lo, hi, lambda r: f"SELECT line, text, {reduction.why_sql()} FROM {r} "
+                                                 "WHERE bucket = 'malformed'", limit)
 
 
 def typed_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | None, hi: int | None,

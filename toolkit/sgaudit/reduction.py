@@ -50,23 +50,54 @@ _MS = "CASE WHEN {c} >= " + str(MS_FROM) + " THEN {c} ELSE {c} * 1000 END"
 # bucket a record with several faults counts in; each record counts once.
 # Times before 1970 or past 2262 (the last moment a pandas timestamp holds), an end before the start and
 # negative counts are no record AWS writes: they are malformed rather than stretching the window or sums.
-_BUCKET = """
+# Each check is (condition, why): the bucket expression and the reason a listed line gives (`why_sql`)
+# are built from the same list, so that they cannot disagree.
+_TIME_CHECKS = [
+    ("start_ms IS NULL", "no start"),
+    ("start_ms < 0 OR start_ms > {max_ms}", "a start outside 1970-2262"),
+]
+_RECORD_CHECKS = [
+    ("coalesce(log_status, 'OK') <> 'OK'", "a log-status other than OK, NODATA or SKIPDATA"),
+    ("action IS NULL", "no action"),
+    ("action NOT IN ('ACCEPT', 'REJECT')", "an action other than ACCEPT or REJECT"),
+    ("end_ms IS NULL", "no end"),
+    ("end_ms < start_ms", "an end before the start"),
+    ("end_ms > {max_ms}", "an end after 2262"),
+    ("packets < 0", "negative packets"),
+    ("bytes < 0", "negative bytes"),
+    ("protocol IS NULL", "no protocol"),
+    ("srcaddr IS NULL", "no srcaddr"),
+    ("dstaddr IS NULL", "no dstaddr"),
+    ("protocol IN (6, 17) AND (srcport IS NULL OR dstport IS NULL)", "TCP or UDP without ports"),
+    ("flow_direction IS NOT NULL AND flow_direction NOT IN ('ingress', 'egress')",
+     "a flow-direction other than ingress or egress"),
+]
+
+
+def _any(checks: list[tuple[str, str]]) -> str:
+    return " OR ".join(f"({cond})" for cond, _ in checks)
+
+
+_BUCKET = f"""
 CASE
-    WHEN start_ms IS NULL OR start_ms < 0 OR start_ms > {max_ms} THEN 'malformed'
-    WHEN start_ms < {lo} OR start_ms >= {hi} THEN 'outside_window'
+    WHEN {_any(_TIME_CHECKS)} THEN 'malformed'
+    WHEN start_ms < {{lo}} OR start_ms >= {{hi}} THEN 'outside_window'
     WHEN log_status = 'NODATA' THEN 'nodata'
     WHEN log_status = 'SKIPDATA' THEN 'skipdata'
-    WHEN coalesce(log_status, 'OK') <> 'OK'
-      OR action IS NULL OR action NOT IN ('ACCEPT', 'REJECT')
-      OR end_ms < start_ms OR end_ms > {max_ms} OR packets < 0 OR bytes < 0
-      OR protocol IS NULL OR end_ms IS NULL OR srcaddr IS NULL OR dstaddr IS NULL
-      OR (protocol IN (6, 17) AND (srcport IS NULL OR dstport IS NULL))
-      OR (flow_direction IS NOT NULL AND flow_direction NOT IN ('ingress', 'egress'))
-        THEN 'malformed'
+    WHEN {_any(_RECORD_CHECKS)} THEN 'malformed'
     WHEN interface_id IS NULL THEN 'unattributable'
     ELSE 'ok'
 END
 """
+
+# Why a malformed record is: the first check it fails, in the bucket's order.
+_WHY = "CASE " + " ".join(f"WHEN {cond} THEN '{why}'" for cond, why in _TIME_CHECKS + _RECORD_CHECKS) + " END"
+
+
+def why_sql() -> str:
+    """SQL for why a record of ``bucket_sql`` counts as malformed (NULL for the others): its first failed check."""
+    return _WHY.format(max_ms=MAX_MS)
+
 
 REDUCE_SQL = """
 SELECT bucket, interface_id, action, protocol, a_addr, a_port, b_addr, b_port, resolved, source_file{slot},
