@@ -335,3 +335,21 @@ def test_findings_and_plan_errors(tmp_path, capsys, argv, message):
     argv = [argv[0], *SAMPLE_ARGS, *[str(tmp_path / a) if a.endswith((".xlsx", ".md")) else a for a in argv[1:]]]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_unexplained_rows_come_in_the_order_of_their_key_in_every_run(tmp_path):
+    # Scheduled outputs are diffed: the rows must not follow the order DuckDB's threads wrote them in.
+    inv = web_snapshot().write(tmp_path / "inv")
+    recs = [r for i in range(300) for r in handshake("eni-a", f"203.0.113.{i % 250 + 1}", SERVER, 60000 - i,
+                                                      2000 + i % 7, start=T0 + i % 5 * 60)]
+    log = write_log(tmp_path / "flow.log.gz", recs)
+    runs = []
+    for n in (1, 2):
+        out = tmp_path / f"run{n}" / "usage.csv"
+        assert main(usage_args(log, inv, out, "--threads", "2")) == 0
+        runs.append(pd.read_csv(out.with_name("usage.unexplained.csv"), dtype=str, keep_default_na=False))
+    first, second = (df.drop(columns="conversation_id") for df in runs)
+    pd.testing.assert_frame_equal(first, second)
+    keys = [(r.interface_id, int(r.protocol), int(r.local_port), r.peer, int(r.peer_port))
+            for r in first.itertuples(index=False)]
+    assert len(keys) == 300 and keys == sorted(keys)  # the peer as text, as DuckDB sorts it

@@ -137,18 +137,23 @@ def _times(df: pd.DataFrame, first: str = "first_ms", last: str = "last_ms") -> 
     return df.drop(columns=[first, last])
 
 
+# By the conversation's key (SPEC's, with the interface): the same rows in the same order in every run.
+# ``conversation_id`` names a conversation within one analysis only (DuckDB numbers rows as its threads
+# write them), so it cannot order what is written.
+_CONVERSATION_ORDER = "c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port"
+
 CONVERSATIONS_SQL = f"""
 SELECT {_CONVERSATION_COLUMNS}, coalesce(r.rules, '') AS rules, c.n_rules AS rule_count
 FROM classified c
 LEFT JOIN conversation_rule_list r USING (conversation_id)
-WHERE c.accepted ORDER BY c.interface_id, c.conversation_id
+WHERE c.accepted ORDER BY {_CONVERSATION_ORDER}
 """
 
 UNEXPLAINED_SQL = f"""
 SELECT {_CONVERSATION_COLUMNS}, i.group_ids
 FROM classified c LEFT JOIN snapshot_interfaces i USING (interface_id)
 WHERE c.accepted AND c.n_rules = 0
-ORDER BY c.interface_id, c.conversation_id
+ORDER BY {_CONVERSATION_ORDER}
 """
 
 #: Tables that can be as long as the input (one row per conversation): written by DuckDB, not pandas.
