@@ -20,6 +20,7 @@ What a cell counts (decisions, see docs/decisions.md):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -106,7 +107,9 @@ def choose_bucket(window: tuple[pd.Timestamp | None, pd.Timestamp | None], time_
                 return pd.Timedelta(size)
         return pd.Timedelta(NICE_BUCKETS[-1])
     try:
-        width = pd.Timedelta(time_bucket)
+        # "1d" is what people write; pandas 3 deprecates the lower-case day unit in favour of "1D".
+        width = pd.Timedelta(re.sub(r"(\d)\s*d$", r"\1D", time_bucket.strip())
+                             if isinstance(time_bucket, str) else time_bucket)
         if pd.isna(width):  # "nan", "NaT": pandas reads them, as no duration
             raise ValueError(time_bucket)
     except (ValueError, TypeError) as exc:
