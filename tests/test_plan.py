@@ -61,6 +61,14 @@ def udp_two_way(eni: str, peer: str, local: str, peer_port: int, local_port: int
     return [there, back] if inbound else [back, there]
 
 
+def ssh_from_two_internet_addresses(tmp_path: Path) -> sgaudit.Analysis:
+    """SSH open to 0.0.0.0/0, reached by two internet addresses with a full handshake each."""
+    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
+    logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
+            + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
+    return run(tmp_path, snap, logs)
+
+
 # --- Literal accounts -------------------------------------------------------------------------------------
 
 
@@ -68,10 +76,7 @@ def test_world_open_rule_reached_from_the_internet_keeps_its_peer_unless_narrow_
     # The internet addresses of one window are not who needs a world-open rule: a public endpoint's next
     # client, a changing address, or a scanner that completed a handshake. By default the plan keeps the
     # peer; --narrow-internet lists the addresses seen (next test).
-    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
-    logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
-            + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
-    result = run(tmp_path, snap, logs)
+    result = ssh_from_two_internet_addresses(tmp_path)
     p = plan_.propose(result)
     assert actions(p) == {"sgr-ssh": "keep"} and len(p.proposed_rules) == 0
     reason = p.actions.iloc[0]["reason"]
@@ -124,10 +129,7 @@ def test_world_open_rule_reached_only_from_private_addresses_is_narrowed_to_them
 
 
 def test_world_open_ssh_used_by_two_peers_becomes_two_host_rules_with_narrow_internet(tmp_path):
-    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
-    logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
-            + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
-    result = run(tmp_path, snap, logs)
+    result = ssh_from_two_internet_addresses(tmp_path)
     p = plan_.propose(result, narrow_internet=True)
     assert actions(p) == {"sgr-ssh": "replace"}
     assert any("--narrow-internet" in x and "scanners" in x for x in p.limits)
@@ -341,10 +343,7 @@ def test_a_replacement_never_duplicates_a_kept_rule(tmp_path):
 
 
 def test_verify_lists_the_conversation_a_broken_plan_loses(tmp_path):
-    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}))
-    logs = (handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22)
-            + handshake(SRV, "203.0.113.9", SRV_IP, 40001, 22))
-    result = run(tmp_path, snap, logs)
+    result = ssh_from_two_internet_addresses(tmp_path)
     p = plan_.propose(result, narrow_internet=True)
     dropped = p.proposed_rules.loc[p.proposed_rules["peer"] == "203.0.113.9/32", "rule_id"].item()
     rules = p.inventory.rules
