@@ -270,12 +270,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     vpcs = dict(zip(inv.groups["group_id"], inv.groups["vpc_id"], strict=True))
     # Rules already as narrow as what they carried are kept; their conversations need nothing more from
     # the other rules of the group (a replacement identical to a kept rule is an error at AWS, too).
-    services = {}
-    for rid, rows in narrow.items():
-        internet = set() if narrow_internet else _internet_peers(by_id[rid], rows)
-        if internet:
-            decisions[rid]["internet"] = internet
-        services[rid] = _services(by_id[rid], rows, keep_peer=bool(internet))
+    services = {rid: _replacement(by_id[rid], rows, decisions[rid], narrow_internet) for rid, rows in narrow.items()}
     for rid in list(services):
         if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
             decisions[rid].update(action="keep", reason=_internet_reason(decisions[rid], "kept open")
@@ -297,11 +292,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
                                                           + ", ".join(also))
             continue
         decisions[rid]["action"] = "replace"
-        internet = set() if narrow_internet else _internet_peers(by_id[rid], left)
-        decisions[rid].pop("internet", None)
-        if internet:
-            decisions[rid]["internet"] = internet
-        services[rid] = _services(by_id[rid], left, keep_peer=bool(internet))
+        services[rid] = _replacement(by_id[rid], left, decisions[rid], narrow_internet)
         _prefer_group(by_id[rid], services[rid], members, vpcs)
 
     # The budget, per group and direction.
@@ -395,6 +386,15 @@ def _services(rule, rows: list[tuple], keep_peer: bool = False) -> list[_Service
 def _internal(address) -> bool:
     """Whether an address is not the internet's (`INTERNAL`)."""
     return any(address in net for net in INTERNAL)
+
+
+def _replacement(rule, rows: list[tuple], decision: dict, narrow_internet: bool) -> list[_Service]:
+    """`_services` for the conversations ``rows``; notes in ``decision`` the internet peers that keep the peer."""
+    internet = set() if narrow_internet else _internet_peers(rule, rows)
+    decision.pop("internet", None)
+    if internet:
+        decision["internet"] = internet
+    return _services(rule, rows, keep_peer=bool(internet))
 
 
 def _internet_peers(rule, rows: list[tuple]) -> set:
