@@ -178,7 +178,7 @@ _COUNT = re.compile(r"Expected Number of Columns: (?P<expected>\d+) Found: (?P<f
 def _reason(kind: str, column: str | None, message: str) -> str:
     """Why the reader could not type a line, in the words of flow logs rather than DuckDB's.
 
-    ``srcport 'abc' is not a whole number from 0 to 65535``; ``the line has 13 fields, its format 14``.
+    ``srcport 'abc' is not a whole number from 0 to 65535``; ``the line has 13 fields where its format has 14``.
     Any other error keeps DuckDB's own text.
     """
     name = fields.BY_COLUMN[column].name if column in fields.BY_COLUMN else column
