@@ -308,11 +308,12 @@ def analyze(
         local, formats = remote.fetch_all(paths, lo, hi, log_format=log_format, aws_session=aws_session,
                                           endpoint_url=endpoint_url, cache=cache,
                                           scratch=os.path.join(tmpdir, "remote"), progress=progress is not None)
-        found, copies = sources.drop_copies([
-            p for p in sources.discover(local)
-            # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
-            if inventory_dir is None or inventory_dir not in p.resolve().parents])
-        files = [sources.sniff(p, formats.get(p, fmt)) for p in found]
+        files = [sources.sniff(p, formats.get(p, fmt)) for p in sources.discover(local)
+                 # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
+                 if inventory_dir is None or inventory_dir not in p.resolve().parents]
+        # Empty files hold no record to count twice: each is listed as empty, never as a copy.
+        _, copies = sources.drop_copies([f.path for f in files if f.kind != "empty"])
+        files = [f for f in files if f.path not in {copy for copy, _ in copies}]
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise

@@ -154,9 +154,9 @@ def drop_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]
         by_size.setdefault(p.stat().st_size, []).append(p)
     first: dict[bytes, Path] = {}
     copies: dict[Path, Path] = {}
-    for size, same in by_size.items():
-        if len(same) < 2 or size == 0:
-            continue  # an empty file holds no record to count twice: it is listed as empty
+    for same in by_size.values():
+        if len(same) < 2:
+            continue
         for p in same:
             digest = hashlib.blake2b()
             with open(p, "rb") as fh:
