@@ -342,6 +342,21 @@ def test_a_replacement_never_duplicates_a_kept_rule(tmp_path):
     assert_proved(result, p)
 
 
+def test_reanalysis_reads_the_records_the_analysis_read_not_ones_added_since(tmp_path):
+    # The proof of a plan must be on the same records: a file delivered (or fetched) after the analysis
+    # must not enter it, as it would with an open --end on S3 or CloudWatch.
+    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "10.0.0.0/8"}))
+    inv = snap.write(tmp_path / "inventory")
+    logs = tmp_path / "logs"
+    write_log(logs / "a.log.gz", handshake(SRV, "10.1.0.7", SRV_IP, 40000, 22))
+    result = sgaudit.analyze(logs, inv)
+    write_log(logs / "b.log.gz", handshake(SRV, "10.1.0.8", SRV_IP, 40001, 22, start=T0 + 60))
+    again = result.reanalyze(inv)
+    assert [str(f.path) for f in again.files] == [str(logs / "a.log.gz")]
+    pd.testing.assert_frame_equal(again.usage, result.usage)
+    assert len(plan_.verify(result, plan_.propose(result))) == 0
+
+
 def test_verify_lists_the_conversation_a_broken_plan_loses(tmp_path):
     result = ssh_from_two_internet_addresses(tmp_path)
     p = plan_.propose(result, narrow_internet=True)

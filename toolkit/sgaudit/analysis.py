@@ -191,9 +191,13 @@ class Analysis:
         """The same records (files, window, format) analysed against another snapshot.
 
         How a proposed set of rules is checked: every conversation is read and classified again, and
-        matched against the rules of ``inventory`` instead (`sgaudit.plan`).
+        matched against the rules of ``inventory`` instead (`sgaudit.plan`). The files this analysis read
+        are read again as they are, never fetched again: records that arrived in S3 or CloudWatch since
+        would otherwise make the proof one on other records (and a download without the cache twice).
+        Athena's table is queried again.
         """
-        return analyze(inventory=inventory, **self.call)
+        inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
+        return _analyze_files(self.files, [], inv, self.bounds_ms, self.call, progress=None)
 
     def write(self, name: str, path: str | Path) -> Path:
         """Write one table (``usage``, ``unexplained``, ``quality``…) to a .csv, .jsonl or .parquet file.
@@ -300,6 +304,9 @@ def analyze(
         raise SgauditError("no flow logs given: pass files, folders, s3:// or cloudwatch:// URIs as flow_logs "
                            "(only engine='athena' reads them where they are)")
     inventory_dir = None if isinstance(inventory, Inventory) else Path(inventory).resolve()
+    call = dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
+                memory_limit=memory_limit, workdir=workdir, aws_session=aws_session, endpoint_url=endpoint_url,
+                cache=cache, engine=engine, engine_options=engine_options)
     tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
     try:
         # URIs (s3://, cloudwatch://) become local files first, then are read like any other; a
@@ -317,25 +324,29 @@ def analyze(
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
         raise
+    problems = [{"kind": "duplicate_file", "resource": str(copy),
+                 "detail": f"the same bytes as {original}: read once, so that no record counts twice"}
+                for copy, original in copies]
+    return _analyze_files(files, problems, inv, (lo, hi), call, progress, tmpdir)
 
+
+def _analyze_files(files: list[sources.FlowLogFile], problems: list[dict], inv: Inventory,
+                   bounds: tuple[int | None, int | None], call: dict, progress, tmpdir: str | None = None
+                   ) -> Analysis:
+    """`analyze` once its files are local and sniffed: the database, then every stage (`_run`)."""
+    if tmpdir is None:
+        tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=call["workdir"])
     # In memory, spilling to temp_directory past memory_limit: the tables are written once and read a
     # few times, so a database file would only add writes.
     con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET memory_limit = '{call['memory_limit']}'")
     con.execute(f"SET temp_directory = '{os.path.join(tmpdir, 'spill')}'")
     con.execute("SET preserve_insertion_order = false")
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    result = Analysis(inv, (None, None), files, con, [], tmpdir, (lo, hi),
-                      call=dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
-                                memory_limit=memory_limit, workdir=workdir, aws_session=aws_session,
-                                endpoint_url=endpoint_url, cache=cache, engine=engine,
-                                engine_options=engine_options))
-    result.problems_list += [{"kind": "duplicate_file", "resource": str(copy),
-                              "detail": f"the same bytes as {original}: read once, so that no record counts twice"}
-                             for copy, original in copies]
+    if call["threads"]:
+        con.execute(f"SET threads = {int(call['threads'])}")
+    result = Analysis(inv, (None, None), files, con, problems, tmpdir, bounds, call=call)
     try:
-        _run(result, files, inv, lo, hi, progress)
+        _run(result, files, inv, *bounds, progress)
     except BaseException:
         result.close()  # the temporary folder and the database go with the failure
         raise
