@@ -569,3 +569,12 @@ def test_files_of_equal_size_and_other_bytes_are_all_read(tmp_path):
     assert a.stat().st_size == b.stat().st_size and a.read_bytes() != b.read_bytes()
     result = sgaudit.analyze(tmp_path / "logs", inv)
     assert len(result.files) == 2 and not (result.problems["kind"] == "duplicate_file").any()
+
+
+def test_a_notebook_filtered_by_a_group_the_snapshot_lacks_stops_with_the_closest_id(tmp_path):
+    from sgaudit import notebook
+
+    result = run(tmp_path, web_snapshot(), handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    assert notebook.warnings(result, ["sg-web"]) is None
+    with pytest.raises(sgaudit.SgauditError, match=r"group_ids: 'sg-wbe' \(closest: sg-web\) not in the snapshot"):
+        notebook.warnings(result, ["sg-wbe"])

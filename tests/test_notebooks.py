@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -99,9 +100,13 @@ def test_notebook_runs_under_papermill_with_overrides(executed):
         xs = {x for f in figures for t in f["data"] for x in (t.get("x") or [])}
         assert xs and min(xs) >= "2025-02-06T12:00" and max(xs) < "2025-02-06T14:00"
     if name == "findings":
-        assert "sgr-proposed-" in text and "authorize-security-group-ingress" in text
+        assert "sgr-proposed-" in text and "authorize-security-group-" in text
         assert "would cut (empty: none) \\u2014 0 rows" in text  # the proof held
         assert "sg-0a5c66cbda00f555b" not in text.split("Findings, most severe first")[1].split("Per rule")[0]
+        # The commands for review change the selected group alone.
+        commands = [o["data"] for o in outputs(nb) if "authorize-security-group" in json.dumps(o.get("data", {}))]
+        groups = set(re.findall(r"--group-id (sg-[0-9a-f]+)", json.dumps(commands)))
+        assert groups == {"sg-0f92669b1becefdac"}, groups
     if name == "audit_report":
         for section in ("Window and coverage", "World-open rules", "Rejected scans", "Data quality"):
             assert any(section in c.source for c in nb.cells if c.cell_type == "markdown")

@@ -357,6 +357,26 @@ def test_reanalysis_reads_the_records_the_analysis_read_not_ones_added_since(tmp
     assert len(plan_.verify(result, plan_.propose(result))) == 0
 
 
+def test_a_plan_selected_for_one_group_changes_that_group_alone(tmp_path):
+    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "10.0.0.0/8"}))
+    snap.group("sg-db", "db").rule("sgr-pg", "sg-db", "tcp", 5432, 5432, cidr="10.0.0.0/8")
+    snap.interface("eni-db", "10.0.0.9", ["sg-db"])
+    logs = handshake(SRV, "10.1.0.7", SRV_IP, 40000, 22) + handshake("eni-db", "10.1.0.8", "10.0.0.9", 40001, 5432)
+    result = run(tmp_path, snap, logs)
+    whole = plan_.propose(result)
+    assert set(whole.proposed_rules["group_id"]) == {"sg-srv", "sg-db"}
+    one = plan_.select(whole, result, ["sg-db"])
+    assert set(one.actions["group_id"]) == set(one.proposed_rules["group_id"]) == {"sg-db"}
+    assert set(re.findall(r"--group-id (\S+)", plan_.to_aws_cli(one))) == {"sg-db"}
+    # The other group keeps its rules as they are, and the proof is of these changes alone.
+    rules = one.inventory.rules
+    assert "sgr-ssh" in set(rules["rule_id"]) and "sgr-pg" not in set(rules["rule_id"])
+    assert_proved(result, one)
+    assert plan_.select(whole, result, []) is whole
+    with pytest.raises(SgauditError, match="group_ids: 'sg-dbb' \\(closest: sg-db\\) not in the snapshot"):
+        plan_.select(whole, result, ["sg-dbb"])
+
+
 def test_verify_lists_the_conversation_a_broken_plan_loses(tmp_path):
     result = ssh_from_two_internet_addresses(tmp_path)
     p = plan_.propose(result, narrow_internet=True)

@@ -21,6 +21,7 @@ analysis sees is what AWS said.
 from __future__ import annotations
 
 import codecs
+import difflib
 import ipaddress
 import json
 import os
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InventoryError
+from .errors import InventoryError, SgauditError
 
 RULES_FILE = "security-group-rules.json"
 GROUPS_FILE = "security-groups.json"
@@ -610,3 +611,23 @@ def _why_unresolved(ref: dict, owner: str | None) -> str:
     if ref.get("UserId") and owner and ref["UserId"] != owner:
         return f"a group of another account ({ref['UserId']}) not in the snapshot"
     return "a group that is not in the snapshot (deleted, or in another account or region)"
+
+
+def check_group_ids(inventory: Inventory, group_ids) -> None:
+    """Fail on a group ID the snapshot does not hold, naming the closest one it does.
+
+    A filter by a mistyped ID would otherwise give a silently empty report.
+
+    Raises
+    ------
+    SgauditError
+        For any ID the groups, rules and interfaces of the snapshot do not name.
+    """
+    known = set(inventory.groups["group_id"]) | set(inventory.rules["group_id"]) | set(
+        inventory.interface_groups["group_id"])
+    unknown = [g for g in ([group_ids] if isinstance(group_ids, str) else group_ids or []) if g not in known]
+    if unknown:
+        hints = [f"{g!r}" + (f" (closest: {close[0]})" if (close := difflib.get_close_matches(g, known, n=1))
+                             else "") for g in unknown]
+        raise SgauditError(f"group_ids: {', '.join(hints)} not in the snapshot, which has {len(known)} groups; "
+                           "check the ID (sg-…)")

@@ -73,7 +73,7 @@ def _is_module_script(output) -> bool:
     return str(output.data.get("text/html", "")).lstrip().startswith('<script type="module">')
 
 
-def warnings(analysis):
+def warnings(analysis, group_ids=None):
     """A box naming what makes this result say nothing (`sgaudit.summaries.warnings`), or None when sound.
 
     The last expression of a cell, after ``analyze``: a scheduled report of an empty delivery, a wrong
@@ -82,17 +82,26 @@ def warnings(analysis):
     Parameters
     ----------
     analysis : sgaudit.Analysis
+    group_ids : list of str, optional
+        The notebook's group filter, checked against the snapshot.
 
     Returns
     -------
     IPython.display.HTML or None
+
+    Raises
+    ------
+    SgauditError
+        For a group ID the snapshot does not hold: a report filtered by a typo would be silently empty.
     """
     import html
 
     from IPython.display import HTML
 
+    from .inventory import check_group_ids
     from .summaries import warnings as found
 
+    check_group_ids(analysis.inventory, group_ids)
     items = found(analysis)
     if not items:
         return None

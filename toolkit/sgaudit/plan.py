@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError, whole_number
-from .inventory import PROTOCOL_NAMES, UNRESOLVED, protocol_number
+from .inventory import PROTOCOL_NAMES, UNRESOLVED, check_group_ids, protocol_number
 from .output import md_escape
 
 if TYPE_CHECKING:
@@ -321,6 +321,40 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
                 bool(narrow_internet))
     plan.limits = _limits(analysis, plan, over)
     return plan
+
+
+def select(plan: Plan, analysis: Analysis, group_ids=None) -> Plan:
+    """The part of a plan that changes only some groups: the rest of the snapshot stays as it is.
+
+    An auditor reviewing one group's report must get commands that change that group alone, and a proof
+    of exactly those changes: `verify` of the selected plan re-runs the attribution with these groups'
+    proposed rules and every other group's rules unchanged.
+
+    Parameters
+    ----------
+    plan : Plan
+        From `propose` on ``analysis``.
+    analysis : Analysis
+    group_ids : str or list of str, optional
+        Security group IDs; empty or None: the whole plan.
+
+    Raises
+    ------
+    SgauditError
+        For a group ID the snapshot does not hold (a typo would otherwise give an empty plan).
+    """
+    ids = [group_ids] if isinstance(group_ids, str) else list(group_ids or [])
+    if not ids:
+        return plan
+    original = analysis.inventory
+    check_group_ids(original, ids)
+    mine = plan.inventory.rules[plan.inventory.rules["group_id"].isin(ids)]
+    rules = pd.concat([original.rules[~original.rules["group_id"].isin(ids)], mine], ignore_index=True)
+    gone = set(original.rules.loc[original.rules["group_id"].isin(ids), "rule_id"]) - set(mine["rule_id"])
+    inventory = replace(original, rules=rules, problems=[p for p in original.problems if p["resource"] not in gone])
+    return replace(plan, actions=plan.actions[plan.actions["group_id"].isin(ids)].reset_index(drop=True),
+                   proposed_rules=plan.proposed_rules[plan.proposed_rules["group_id"].isin(ids)]
+                   .reset_index(drop=True), inventory=inventory)
 
 
 def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tuple]]:
