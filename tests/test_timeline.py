@@ -6,6 +6,7 @@ up to the usage table they are drawn beside.
 
 from __future__ import annotations
 
+import ipaddress
 import warnings
 from pathlib import Path
 
@@ -231,6 +232,11 @@ def test_conversations_of_an_interface_or_a_peer(sample):
     assert (scanners.loc[scanners["evidence"] == "rejected", "rules"] == "").all()  # a REJECT uses no rule
     assert (scanners["explained"] == (scanners["rules"] != "")).all()
     assert (~scanners["explained"]).sum() >= len(sample.unexplained)
+    # The whole IPv6 space, and its top half, whose numbers do not fit a signed 128-bit integer.
+    v6 = summaries.conversations_of(sample, peer="::/0", limit=100_000)
+    assert not v6.empty and v6["peer"].str.contains(":").all()
+    top = summaries.conversations_of(sample, peer="8000::/1", limit=100_000)
+    assert top.attrs["total"] == sum(int(ipaddress.ip_address(a)) >= 2**127 for a in v6["peer"])
     with pytest.raises(SgauditError, match="not an IPv4 or IPv6"):
         summaries.conversations_of(sample, peer="example.com")
     with pytest.raises(SgauditError, match="give an interface_id"):

@@ -178,8 +178,10 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
             net = ipaddress.ip_network(peer, strict=False)
         except ValueError as exc:
             raise SgauditError(f"peer {peer!r} is not an IPv4 or IPv6 address or CIDR block") from exc
-        clauses.append("c.family = $fam AND c.peer_num BETWEEN $lo AND $hi")
-        params.update(fam=net.version, lo=int(net.network_address), hi=int(net.broadcast_address))
+        # As text, cast in SQL: DuckDB binds a Python int as a signed 128-bit number, which the top half of
+        # the IPv6 space (::/0 reaches 2**128 - 1) does not fit.
+        clauses.append("c.family = $fam AND c.peer_num BETWEEN CAST($lo AS UHUGEINT) AND CAST($hi AS UHUGEINT)")
+        params.update(fam=net.version, lo=str(int(net.network_address)), hi=str(int(net.broadcast_address)))
     df = analysis.con.sql(f"""
         SELECT c.interface_id, c.direction, c.protocol, c.local_addr AS local_address, c.local_port,
                c.peer_addr AS peer, c.peer_port, c.port, c.evidence, c.accepted,
