@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -578,3 +579,16 @@ def test_a_notebook_filtered_by_a_group_the_snapshot_lacks_stops_with_the_closes
     assert notebook.warnings(result, ["sg-web"]) is None
     with pytest.raises(sgaudit.SgauditError, match=r"group_ids: 'sg-wbe' \(closest: sg-web\) not in the snapshot"):
         notebook.warnings(result, ["sg-wbe"])
+
+
+def test_a_closed_analysis_says_so_and_keeps_what_was_asked_before(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    log = write_log(tmp_path / "flow.log.gz", GOOD)
+    with sgaudit.analyze(log, inv) as result:
+        usage = result.usage
+        folder = result._tmpdir
+    assert result.usage is usage and not os.path.exists(folder)
+    for use in (lambda: result.rejected, lambda: result.timeline("5min"), lambda: result.reanalyze(inv)):
+        with pytest.raises(sgaudit.SgauditError, match="this analysis is closed"):
+            use()
+    result.close()  # twice is fine

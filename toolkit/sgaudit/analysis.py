@@ -184,6 +184,7 @@ class Analysis:
         """
         width = timeline_.choose_bucket(self.window, time_bucket)
         if width not in self._timelines:
+            self.con.execute  # noqa: B018 - a closed analysis says so here, before its files are looked for
             self._timelines[width] = timeline_.build(self, str(width), progress)
         return self._timelines[width]
 
@@ -196,6 +197,7 @@ class Analysis:
         would otherwise make the proof one on other records (and a download without the cache twice).
         Athena's table is queried again.
         """
+        self.con.execute  # noqa: B018 - a closed analysis may have lost its downloaded files with its folder
         inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
         return _analyze_files(self.files, [], inv, self.bounds_ms, self.call, progress=None)
 
@@ -215,17 +217,36 @@ class Analysis:
         return write_table(getattr(self, name), path)
 
     def close(self) -> None:
-        """Close the database and remove its temporary folder."""
-        self.con.close()
+        """Close the database and remove its temporary folder; tables not asked for before are gone.
+
+        ``with sgaudit.analyze(...) as result:`` closes it at the end of the block.
+        """
+        if not isinstance(self.con, _Closed):
+            self.con.close()
+            self.con = _Closed()  # type: ignore[assignment]
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+    def __enter__(self) -> Analysis:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __del__(self):  # noqa: D105 - best effort; close() is the real API
         try:
             self.close()
         except Exception:
             pass
+
+
+class _Closed:
+    """The database of a closed `Analysis`: any use says so, instead of DuckDB's "connection closed"."""
+
+    def __getattr__(self, name: str):
+        raise SgauditError("this analysis is closed (close() was called, or its with-block ended): the tables "
+                           "asked for before stay, the others are gone; run sgaudit.analyze again")
 
 
 def analyze(
