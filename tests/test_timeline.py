@@ -212,6 +212,22 @@ def test_sample_summaries(sample):
     assert talkers["bytes"].dtype == "int64"
 
 
+def test_per_interface_tables_and_top_talkers_follow_a_group_filter(sample):
+    bastion = "sg-065020594ff618000"
+    ig = sample.inventory.interface_groups
+    mine = set(ig.loc[ig["group_id"] == bastion, "interface_id"])
+    assert summaries.interfaces_of(sample, [bastion]) == mine and summaries.interfaces_of(sample, []) is None
+    for table in (sample.coverage, sample.rejected, sample.unexplained):
+        kept = summaries.for_groups(table, sample, [bastion])
+        assert set(kept["interface_id"]) <= mine
+        assert len(summaries.for_groups(table, sample, None)) == len(table)
+    assert len(summaries.for_groups(sample.rejected, sample, [bastion])) < len(sample.rejected)
+    talkers = summaries.top_talkers(sample, 1000, [bastion])
+    everyone = summaries.top_talkers(sample, 1000)
+    assert 0 < talkers["connections"].sum() < everyone["connections"].sum()
+    assert (talkers["interfaces"] <= len(mine)).all()
+
+
 def test_filter_rules_and_its_errors(sample):
     rules = summaries.rules(sample)
     used_in = summaries.filter_rules(rules, status=["used"], direction="ingress")

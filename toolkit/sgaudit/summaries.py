@@ -108,16 +108,36 @@ def _how_many(value: object, name: str) -> int:
     return value
 
 
-def top_talkers(analysis: Analysis, n: int = 20) -> pd.DataFrame:
-    """The peers with the most accepted conversations: connections, interfaces, ports, bytes, last seen."""
+def interfaces_of(analysis: Analysis, group_ids=None) -> set[str] | None:
+    """The interfaces that carry any of ``group_ids`` (None when no group is given: every interface)."""
+    ids = [group_ids] if isinstance(group_ids, str) else list(group_ids or [])
+    if not ids:
+        return None
+    ig = analysis.inventory.interface_groups
+    return set(ig.loc[ig["group_id"].isin(ids), "interface_id"])
+
+
+def for_groups(df: pd.DataFrame, analysis: Analysis, group_ids=None) -> pd.DataFrame:
+    """The rows of a per-interface table (coverage, rejected, unexplained) at interfaces of ``group_ids``."""
+    ifaces = interfaces_of(analysis, group_ids)
+    return df if ifaces is None else df[df["interface_id"].isin(ifaces)].reset_index(drop=True)
+
+
+def top_talkers(analysis: Analysis, n: int = 20, group_ids=None) -> pd.DataFrame:
+    """The peers with the most accepted conversations: connections, interfaces, ports, bytes, last seen.
+
+    With ``group_ids``, only the conversations at interfaces that carry those groups count.
+    """
     n = _how_many(n, "n")
+    ifaces = interfaces_of(analysis, group_ids)
+    where = "" if ifaces is None else "AND list_contains($ifaces, interface_id)"
     df = analysis.con.sql(f"""
         SELECT peer_addr AS peer, count(*) AS connections, count(DISTINCT interface_id) AS interfaces,
                string_agg(DISTINCT CAST(port AS VARCHAR), ',') AS ports,
                sum(bytes)::BIGINT AS bytes, sum(packets)::BIGINT AS packets, max(last_ms) AS last_ms
-        FROM classified WHERE accepted
+        FROM classified WHERE accepted {where}
         GROUP BY peer_addr ORDER BY connections DESC, bytes DESC, peer LIMIT {n}
-    """).df()
+    """, params=None if ifaces is None else {"ifaces": sorted(ifaces)}).df()
     df["ports"] = df["ports"].fillna("").map(_sorted_ports)
     df["last_seen"] = ms_to_utc(df.pop("last_ms"))
     return df
