@@ -152,6 +152,22 @@ def test_select_keeps_the_chosen_groups_and_interfaces(tmp_path):
     assert len(t.select().rules) == len(t.rules)
 
 
+def test_select_by_groups_keeps_their_interfaces_and_by_interfaces_their_groups(tmp_path):
+    # The port heatmaps of a group filter show the group's interfaces, not every interface.
+    snap = account().group("sg-db", "db").rule("sgr-pg", "sg-db", "tcp", 5432, cidr="10.0.0.0/8")
+    snap.interface("eni-db", "10.0.0.9", ["sg-db"])
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443) + handshake("eni-db", "10.1.0.7", "10.0.0.9", 40001, 5432)
+    t = run(tmp_path, snap, recs).timeline("1h")
+    db = t.select(group_ids=["sg-db"])
+    assert set(db.ports.loc[db.ports.scope == "interface", "scope_id"]) == {"eni-db"}
+    web = t.select(interface_ids=[WEB])
+    assert set(web.ports.loc[web.ports.scope == "group", "scope_id"]) == {"sg-web", "sg-ops"}
+    assert set(web.rules["group_id"]) == {"sg-web", "sg-ops"}
+    # Both given: each filter as it is.
+    both = t.select(group_ids=["sg-db"], interface_ids=[WEB])
+    assert set(both.ports["scope_id"]) == {"sg-db", WEB}
+
+
 def test_timeline_is_computed_once_per_width(tmp_path):
     r = run(tmp_path, account(), handshake(WEB, CLIENT, WEB_IP, 40000, 443))
     assert r.timeline("1h") is r.timeline("60min")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -62,6 +62,9 @@ class Timeline:
         ``scope, scope_id, direction, protocol, port, time, connections, bytes, rejected``: per group
         (``scope = 'group'``) and per interface, direction (``inbound``/``outbound``), protocol name and
         the port that counted (missing for port-less protocols), one row per bucket with traffic.
+    memberships : pandas.DataFrame
+        ``interface_id, group_id``: which interface carries which group, so that a filter by one also
+        selects the other.
     """
 
     bucket: pd.Timedelta
@@ -70,13 +73,21 @@ class Timeline:
     labels: dict[str, str]
     rules: pd.DataFrame
     ports: pd.DataFrame
+    memberships: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["interface_id", "group_id"]))
 
     def select(self, group_ids=None, interface_ids=None) -> Timeline:
         """The same timeline restricted to some groups and/or interfaces (empty or None: all).
 
-        Rules are kept when their group is selected; port rows when their group or interface is.
+        Rules are kept when their group is selected; port rows when their group or interface is. Given
+        groups alone, the interfaces are those that carry them; given interfaces alone, the groups are
+        those they carry (a group's rows still sum all of its interfaces).
         """
         groups, ifaces = set(group_ids or ()), set(interface_ids or ())
+        m = self.memberships
+        if groups and not ifaces:
+            ifaces = set(m.loc[m["group_id"].isin(groups), "interface_id"]) or {None}
+        elif ifaces and not groups:
+            groups = set(m.loc[m["interface_id"].isin(ifaces), "group_id"]) or {None}
         rules, ports = self.rules, self.ports
         if groups:
             rules = rules[rules["group_id"].isin(groups)]
@@ -248,7 +259,8 @@ def build(analysis: Analysis, time_bucket: str = "auto",
     ports = ports.sort_values(["scope", "scope_id", "direction", "protocol", "port", "time"], ignore_index=True)
 
     times = bucket_starts(analysis.window, width)
-    return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports)
+    memberships = analysis.inventory.interface_groups[["interface_id", "group_id"]].reset_index(drop=True)
+    return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports, memberships)
 
 
 def bucket_starts(window: tuple[pd.Timestamp | None, pd.Timestamp | None], width: pd.Timedelta) -> pd.DatetimeIndex:
