@@ -329,6 +329,19 @@ def test_counts_in_the_result_tables_are_integers(tmp_path):
     assert result.rejected["records"].dtype == "int64" and result.rejected["records"].tolist() == [1]
     assert result.conversations["rule_count"].dtype == "int64"
 
+
+def test_column_types_do_not_depend_on_the_rows(tmp_path):
+    # A scheduled Parquet output must keep its schema: ports stay nullable 16-bit integers with or without
+    # a port-less (ICMP) conversation, and likely_cause stays text in an empty rejected table.
+    tcp = run(tmp_path / "tcp", web_snapshot(), handshake("eni-a", CLIENT, SERVER, 40000, 8080))
+    icmp = run(tmp_path / "icmp", web_snapshot(), handshake("eni-a", CLIENT, SERVER, 40000, 8080)
+               + [rec("eni-a", CLIENT, SERVER, 0, 0, proto=1, direction="ingress")])
+    for table in ("unexplained", "conversations"):
+        assert getattr(tcp, table).dtypes.to_dict() == getattr(icmp, table).dtypes.to_dict(), table
+        assert str(getattr(tcp, table)["port"].dtype) == "UInt16"
+    assert tcp.rejected.empty and tcp.rejected["likely_cause"].dtype == object
+    assert str(tcp.rejected["port"].dtype) == "UInt16"
+
 # --- Interfaces and groups the snapshot does not know ---------------------------------------------------
 
 

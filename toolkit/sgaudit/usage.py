@@ -162,12 +162,23 @@ LARGE = {"conversations": CONVERSATIONS_SQL, "unexplained": UNEXPLAINED_SQL}
 
 def conversations_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Accepted conversations with direction, evidence and the rules that matched them."""
-    return _times(con.sql(CONVERSATIONS_SQL).df())
+    return _ports(_times(con.sql(CONVERSATIONS_SQL).df()))
 
 
 def unexplained_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Accepted conversations that no rule of the interface's groups explains."""
-    return _times(con.sql(UNEXPLAINED_SQL).df())
+    return _ports(_times(con.sql(UNEXPLAINED_SQL).df()))
+
+
+def _ports(df: pd.DataFrame) -> pd.DataFrame:
+    """Ports as nullable 16-bit integers, whether or not a port-less conversation is among the rows.
+
+    pandas makes a column with no missing value ``uint16`` and one with some ``UInt16``: a table's types
+    must not depend on its data (a scheduled Parquet output would change its schema).
+    """
+    for col in ("local_port", "peer_port", "port"):
+        df[col] = df[col].astype("UInt16")
+    return df
 
 
 ISO_MACRO = """
@@ -246,8 +257,10 @@ def rejected_table(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """
     df = _times(con.sql(REJECTED_SQL).df())
     df["attempts_also_accepted"] = df["attempts_also_accepted"].astype("int64")
-    df["likely_cause"] = [likely_cause(int(n), int(a))
-                          for n, a in zip(df["attempts"], df["attempts_also_accepted"], strict=True)]
+    df["likely_cause"] = pd.Series([likely_cause(int(n), int(a)) for n, a in
+                                    zip(df["attempts"], df["attempts_also_accepted"], strict=True)],
+                                   index=df.index, dtype=object)  # text also when there are no rows
+    df["port"] = df["port"].astype("UInt16")
     return df
 
 
