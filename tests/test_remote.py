@@ -8,6 +8,9 @@ are never listed nor downloaded.
 from __future__ import annotations
 
 import gzip
+import io
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -16,9 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sgaudit
+import urllib3
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from builders import V2, V5, Snapshot, handshake, write_log
 from sgaudit import remote
+from sgaudit.cli import main
 from sgaudit.errors import SgauditError
 from sgaudit.sources import cloudwatch_messages
 
@@ -206,6 +212,41 @@ def test_s3_parquet_object_with_athena_column_names(aws, tmp_path):
     assert result.usage.set_index("rule_id").loc["sgr-http", "evidence"] == "established"
 
 
+def test_s3_two_runs_sharing_the_cache_both_download(aws, sample_bucket, cache_dir, monkeypatch):
+    key = sample_bucket.list_objects_v2(Bucket=BUCKET, Prefix="vpc/")["Contents"][0]["Key"]
+    target = cache_dir / "s3" / BUCKET / key
+    # A killed run's partial file is in the way of neither run.
+    target.parent.mkdir(parents=True)
+    target.with_name(f".{target.name}.part").write_bytes(b"half a download")
+    # Both runs rename only once both have written their download: the interleaving where one run
+    # renames away the partial file the other is still writing, made certain instead of left to timing.
+    both_written = threading.Barrier(2, timeout=30)
+    real_replace = os.replace
+
+    def replace_when_both_written(src, dst):
+        if str(src).endswith(".part"):
+            both_written.wait()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(remote.os, "replace", replace_when_both_written)
+    results: list = [None, None]
+
+    def run(i: int) -> None:
+        try:
+            results[i] = remote.fetch_all([f"s3://{BUCKET}/{key}"], None, None, scratch=cache_dir / f"scratch{i}",
+                                          aws_session=aws.session(), endpoint_url=aws.url)[0]
+        except Exception as exc:  # the thread's failure, reported by the assertion below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[target], [target]]
+    assert target.read_bytes() == sample_bucket.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
 def test_s3_single_object_uri(aws, sample_bucket):
     key = sample_bucket.list_objects_v2(Bucket=BUCKET, Prefix="vpc/")["Contents"][0]["Key"]
     result = analyze_s3(aws, f"s3://{BUCKET}/{key}")
@@ -272,8 +313,90 @@ def test_cloudwatch_format_comes_from_describe_flow_logs(aws, tmp_path):
                          LogDestinationType="cloud-watch-logs", LogGroupName="flow-logs",
                          DeliverLogsPermissionArn="arn:aws:iam::002244369527:role/flow-logs")
     paths, formats = remote.fetch_all(["cloudwatch://flow-logs"], None, None, aws_session=aws.session(),
-                                      endpoint_url=aws.url, log_format="version srcaddr dstaddr")
+                                      endpoint_url=aws.url, scratch=tmp_path / "scratch")
     assert len(paths) == 1 and formats == {paths[0]: tuple(V2)}
+
+
+def create_flow_log(aws, group: str, fields: list[str]) -> None:
+    """A flow log of a VPC of its own delivering to ``group`` in this format."""
+    ec2 = aws.session().client("ec2", endpoint_url=aws.url)
+    vpc = ec2.create_vpc(CidrBlock="10.10.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_flow_logs(ResourceIds=[vpc], ResourceType="VPC", TrafficType="ALL",
+                         LogFormat=" ".join(f"${{{f}}}" for f in fields), LogDestinationType="cloud-watch-logs",
+                         LogGroupName=group, DeliverLogsPermissionArn="arn:aws:iam::002244369527:role/flow-logs")
+
+
+def test_cloudwatch_user_format_wins_over_the_flow_log_format(aws, tmp_path):
+    # The flow log was recreated in version 5: the events of the window are older, in version 2.
+    local, lines, _ = shifted_sample(tmp_path)
+    put_events(aws, "flow-logs", "eni-08d92826b27a542dc-all", lines)
+    create_flow_log(aws, "flow-logs", V5)
+    result = analyze_s3(aws, "cloudwatch://flow-logs", log_format=" ".join(V2))
+    assert result.files[0].fields == tuple(V2)
+    assert_same_usage(result, sgaudit.analyze(local, INVENTORY, log_format=" ".join(V2)))
+
+
+def test_cloudwatch_mixed_flow_log_formats_are_read_with_format(aws, tmp_path):
+    local, lines, _ = shifted_sample(tmp_path)
+    put_events(aws, "flow-logs", "eni-08d92826b27a542dc-all", lines)
+    create_flow_log(aws, "flow-logs", V2)
+    create_flow_log(aws, "flow-logs", V5)
+    with pytest.raises(remote.RemoteError, match=r"cannot tell which one wrote which stream.*Pass --format"):
+        analyze_s3(aws, "cloudwatch://flow-logs?stream=eni-08d92826b27a542dc-all")
+    # The advice works: --format reads the streams whatever the flow logs' formats.
+    result = analyze_s3(aws, "cloudwatch://flow-logs?stream=eni-08d92826b27a542dc-all", log_format=" ".join(V2))
+    assert_same_usage(result, sgaudit.analyze(local, INVENTORY, log_format=" ".join(V2)))
+
+
+def test_cloudwatch_events_go_to_the_analysis_scratch_not_the_cache(aws, tmp_path, cache_dir):
+    _, lines, _ = shifted_sample(tmp_path)
+    put_events(aws, "flow-logs", "eni-08d92826b27a542dc-all", lines)
+    first = analyze_s3(aws, "cloudwatch://flow-logs", log_format=" ".join(V2))
+    # A second run of the same query (a weekly cron, another notebook) while the first is still open.
+    second = analyze_s3(aws, "cloudwatch://flow-logs", log_format=" ".join(V2))
+    assert not (cache_dir / "cloudwatch").exists()
+    assert first.timeline("1h").rules["connections"].sum() > 0  # reads the first run's files again
+    files = [f.path for f in first.files]
+    first.close()
+    assert not any(p.exists() for p in files)  # they went with their analysis
+    assert all(f.path.exists() for f in second.files)
+    second.close()
+
+
+def throttle(session, event: str, times: int, status: int, body: bytes) -> list[int]:
+    """Make the first ``times`` requests of ``event`` answer with a throttling error, through botocore's
+    own hook (moto never throttles); returns the list the answered requests are counted in."""
+    seen: list[int] = []
+
+    def answer(request, **_):
+        seen.append(1)
+        if len(seen) <= times:
+            raw = urllib3.HTTPResponse(body=io.BytesIO(body), status=status, preload_content=False)
+            return AWSResponse(request.url, status, {}, raw)
+        return None
+
+    session.events.register(event, answer)
+    return seen
+
+
+def test_cloudwatch_throttling_is_retried(aws, tmp_path):
+    local, lines, _ = shifted_sample(tmp_path)
+    put_events(aws, "flow-logs", "eni-08d92826b27a542dc-all", lines)
+    session = aws.session()
+    seen = throttle(session, "before-send.logs.FilterLogEvents", 3, 400,
+                    b'{"__type": "ThrottlingException", "message": "Rate exceeded"}')
+    result = analyze_s3(aws, "cloudwatch://flow-logs", session=session, log_format=" ".join(V2))
+    assert len(seen) > 3
+    assert_same_usage(result, sgaudit.analyze(local, INVENTORY, log_format=" ".join(V2)))
+
+
+def test_s3_throttling_is_retried(aws, sample_bucket):
+    session = aws.session()
+    seen = throttle(session, "before-send.s3.GetObject", 3, 503,
+                    b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>")
+    key = sample_bucket.list_objects_v2(Bucket=BUCKET, Prefix="vpc/")["Contents"][0]["Key"]
+    result = analyze_s3(aws, f"s3://{BUCKET}/{key}", session=session)
+    assert len(seen) == 4 and len(result.files) == 1
 
 
 # --- Errors -------------------------------------------------------------------------------------------------
@@ -309,6 +432,24 @@ def test_access_denied_names_the_iam_action():
     assert "logs:FilterLogEvents" in str(remote._logs_error(denied, "g", "us-east-1", []))
 
 
-def test_paths_pass_through_untouched():
-    assert remote.fetch_all([S3_SAMPLE, "some/folder"], None, None) == ([S3_SAMPLE, "some/folder"], {})
+def test_cloudwatch_without_a_region_is_an_sgaudit_error(aws, tmp_path, monkeypatch, capsys):
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    assert main(["usage", "--flow-logs", "cloudwatch://flow-logs", "--inventory", str(INVENTORY),
+                 "--endpoint-url", aws.url, "--out", str(tmp_path / "u.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "no AWS region" in err and "?region=REGION" in err and "AWS_REGION" in err and "--profile" in err
+
+
+def test_invalid_endpoint_url_is_an_sgaudit_error(tmp_path, capsys):
+    assert main(["usage", "--flow-logs", "s3://bucket/logs/", "--inventory", str(INVENTORY),
+                 "--endpoint-url", "notaurl", "--out", str(tmp_path / "u.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--endpoint-url 'notaurl'" in err and "http://localhost:5000" in err
+
+
+def test_paths_pass_through_untouched(tmp_path):
+    paths = [S3_SAMPLE, "some/folder"]
+    assert remote.fetch_all(paths, None, None, scratch=tmp_path) == (paths, {})
     assert remote.is_uri("s3://b/k") and not remote.is_uri(Path("s3://b/k")) and not remote.is_uri("C:\\logs")

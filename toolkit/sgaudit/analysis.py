@@ -331,8 +331,8 @@ def analyze(
     tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
     try:
         # URIs (s3://, cloudwatch://) become local files first, then are read like any other; a
-        # CloudWatch flow log's own LogFormat applies to its files. Without the cache they live in tmpdir,
-        # which goes with the Analysis.
+        # CloudWatch flow log's own LogFormat applies to its files unless log_format is given. CloudWatch
+        # events, and S3 objects without the cache, live in tmpdir, which goes with the Analysis.
         local, formats = remote.fetch_all(paths, lo, hi, log_format=log_format, aws_session=aws_session,
                                           endpoint_url=endpoint_url, cache=cache,
                                           scratch=os.path.join(tmpdir, "remote"), progress=progress is not None)

@@ -47,7 +47,6 @@ READ_ONLY_ACTIONS: tuple[str, ...] = (
     "s3:GetObject",
     # flow logs delivered to CloudWatch Logs
     "logs:FilterLogEvents",
-    "logs:DescribeLogStreams",
 )
 
 #: What ``--engine athena`` adds, in a policy statement of its own: Athena's query API (starting and

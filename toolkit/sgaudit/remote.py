@@ -14,9 +14,13 @@ S3
     same size and ETag (kept in a hidden sidecar file) is not downloaded again.
 CloudWatch Logs
     ``cloudwatch://<log-group>[?stream=<name>&stream=…&region=<region>]``: ``FilterLogEvents`` over the
-    window, written as the JSON ``aws logs filter-log-events`` prints. CloudWatch events carry no header,
-    so the format is the flow log's ``LogFormat`` from ``DescribeFlowLogs`` when the caller may read it,
-    else the user's ``--format``, else the version-2 default.
+    window, written as the JSON ``aws logs filter-log-events`` prints, into the analysis's scratch folder
+    (never the cache: events are fetched anew on every run). CloudWatch events carry no header, so the
+    format is the user's ``--format``, else the flow log's ``LogFormat`` from ``DescribeFlowLogs`` when
+    the caller may read it, else the version-2 default.
+
+Every client is made with `sgaudit.collect`'s retry configuration (adaptive mode, 10 attempts), so that
+throttling slows a fetch down instead of failing it.
 
 Every AWS error becomes a `RemoteError` naming the bucket, key or log group, the IAM action that was
 refused, and what to do.
@@ -24,10 +28,12 @@ refused, and what to do.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
+from .collect import RETRY_CONFIG
 from .errors import SgauditError
 from .fields import parse_format
 
@@ -107,8 +114,8 @@ class Fetched:
 
 
 def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int | None, *,
-              log_format: str | None = None, aws_session=None, endpoint_url: str | None = None,
-              cache: bool | str | Path = True, scratch: str | Path | None = None,
+              scratch: str | Path, log_format: str | None = None, aws_session=None,
+              endpoint_url: str | None = None, cache: bool | str | Path = True,
               progress: bool = False) -> tuple[list[str | Path], dict[Path, tuple[str, ...]]]:
     """Replace the URIs among ``--flow-logs`` entries by local files; paths pass through unchanged.
 
@@ -118,16 +125,18 @@ def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int |
         The user's ``--flow-logs``.
     start_ms, end_ms : int or None
         The window ``[start, end)`` in Unix milliseconds; None leaves that side open.
+    scratch : path
+        A folder that lives as long as the files are read (the analysis's temporary folder): CloudWatch
+        events always go there, and S3 objects too when ``cache`` is False.
     log_format : str, optional
-        The user's ``--format``: the fallback for CloudWatch log groups whose flow log cannot be described.
+        The user's ``--format``. For CloudWatch log groups it wins over the flow log's ``LogFormat``: a
+        flow log's format changes only by recreating it, so older events may be in another format.
     aws_session : boto3.Session or str, optional
         The session (or the name of a profile) to call AWS with; default boto3's default chain.
     endpoint_url : str, optional
         Another endpoint for every service (a local test server, a VPC endpoint).
     cache : bool, str or Path
-        Keep downloads in `cache_root` (True), in this folder, or only in ``scratch`` (False).
-    scratch : path, optional
-        Where downloads go when ``cache`` is False; must live as long as the files are read.
+        Keep S3 downloads in `cache_root` (True), in this folder, or only in ``scratch`` (False).
     progress : bool
         Draw a progress bar over the S3 objects (on a terminal).
 
@@ -141,12 +150,7 @@ def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int |
     entries = list(entries)
     if not any(is_uri(e) for e in entries):
         return entries, {}
-    if cache is False:
-        if scratch is None:
-            raise ValueError("fetch_all(cache=False) needs a scratch folder")
-        root = Path(scratch)
-    else:
-        root = cache_root(cache)
+    root = Path(scratch) if cache is False else cache_root(cache)
     session = _session(aws_session)
     out: list[str | Path] = []
     formats: dict[Path, tuple[str, ...]] = {}
@@ -155,7 +159,7 @@ def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int |
             out.append(entry)
             continue
         got = fetch(entry, start_ms, end_ms, session=session, endpoint_url=endpoint_url, root=root,
-                    log_format=log_format, progress=progress)
+                    scratch=Path(scratch), log_format=log_format, progress=progress)
         out.extend(got.paths)
         if got.log_format:
             formats.update(dict.fromkeys(got.paths, got.log_format))
@@ -163,8 +167,10 @@ def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int |
 
 
 def fetch(uri: str, start_ms: int | None, end_ms: int | None, *, session, endpoint_url: str | None,
-          root: Path, log_format: str | None = None, progress: bool = False) -> Fetched:
-    """Fetch one URI into ``root`` (see `fetch_all`).
+          root: Path, scratch: Path, log_format: str | None = None, progress: bool = False) -> Fetched:
+    """Fetch one URI: S3 objects into ``root`` (the cache or the scratch), CloudWatch events into ``scratch``.
+
+    See `fetch_all`.
 
     Raises
     ------
@@ -179,8 +185,10 @@ def fetch(uri: str, start_ms: int | None, end_ms: int | None, *, session, endpoi
                         root=root, progress=progress, uri=uri)
     if scheme in ("cloudwatch", "logs"):
         group, streams, region = _parse_cloudwatch(uri)
+        # Never into the cache: events are fetched anew on every run, so a cached copy is never reused,
+        # and another run of the same query would overwrite files an open analysis still reads.
         return fetch_cloudwatch(group, streams, start_ms, end_ms, session=session, endpoint_url=endpoint_url,
-                                root=root, region=region, log_format=log_format, uri=uri)
+                                root=scratch, region=region, log_format=log_format, uri=uri)
     raise RemoteError(f"{uri}: sgaudit reads s3://bucket/prefix and cloudwatch://log-group URIs, not {scheme}://. "
                       "Download the files and pass the folder to --flow-logs instead.")
 
@@ -206,7 +214,7 @@ def fetch_s3(bucket: str, prefix: str, start_ms: int | None, end_ms: int | None,
         ``paths`` under ``root/s3/<bucket>/<key>``, in key order.
     """
     uri = uri or f"s3://{bucket}/{prefix}"
-    client = session.client("s3", endpoint_url=endpoint_url)
+    client = _client(session, "s3", endpoint_url, None, uri)
     objects = list_objects(client, bucket, prefix, start_ms, end_ms)
     if not objects:
         raise RemoteError(f"{uri}: no objects {_window_text(start_ms, end_ms)}. Check the prefix "
@@ -358,16 +366,21 @@ def _cached(path: Path, obj: dict) -> bool:
 def _download(client, bucket: str, obj: dict, path: Path) -> None:
     key = obj["Key"]
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(f".{path.name}.part")
+    # A name of its own for every download: two runs sharing the cache may fetch the same object at
+    # once, and one must not truncate or rename away the other's partial file. Hidden, so that a file
+    # left by a killed run is never read as flow logs.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    part = Path(tmp)
     try:
-        resp = client.get_object(Bucket=bucket, Key=key)
-        with open(part, "wb") as fh:
+        with os.fdopen(fd, "wb") as fh:
+            resp = client.get_object(Bucket=bucket, Key=key)
             shutil.copyfileobj(resp["Body"], fh, 1 << 20)
     except Exception as exc:
         part.unlink(missing_ok=True)
         raise _s3_error(exc, bucket, key, "s3:GetObject") from exc
     # The file appears whole or not at all, and the ETag only after it: an interrupted run never leaves
-    # a truncated file that the next run would take for a cached one.
+    # a truncated file that the next run would take for a cached one. A concurrent run's finished copy
+    # holds the same object: replacing it is harmless.
     os.replace(part, path)
     _sidecar(path).write_text(resp.get("ETag", obj["ETag"]))
 
@@ -394,6 +407,12 @@ def fetch_cloudwatch(group: str, streams: list[str], start_ms: int | None, end_m
     """Write the events of a log group (or some of its streams) in the window as CloudWatch JSON files.
 
     Events are fetched anew on every run: a log group gives no cheap way to tell that nothing changed.
+    So ``root`` should be a folder of this run alone (see `fetch`), not the cache.
+
+    Parameters
+    ----------
+    log_format : str, optional
+        The user's ``--format``; it wins over the flow log's ``LogFormat`` (see `_flow_log_format`).
 
     Returns
     -------
@@ -401,7 +420,7 @@ def fetch_cloudwatch(group: str, streams: list[str], start_ms: int | None, end_m
         ``paths`` under ``root/cloudwatch/<region>/<group>/``, and the format of their messages.
     """
     uri = uri or f"cloudwatch://{group}"
-    logs = session.client("logs", endpoint_url=endpoint_url, region_name=region)
+    logs = _client(session, "logs", endpoint_url, region, uri)
     region = logs.meta.region_name
     kwargs: dict = {"logGroupName": group}
     if streams:
@@ -414,8 +433,11 @@ def fetch_cloudwatch(group: str, streams: list[str], start_ms: int | None, end_m
     stem = "{}_{}_{}".format("+".join(streams) or "all", start_ms if start_ms is not None else "min",
                              end_ms if end_ms is not None else "max")
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(f"{stem}-*.json"):
-        old.unlink()  # a previous run's chunks of the same query, possibly more of them than now
+    base, n = stem, 1
+    while (folder / f"{stem}-0000.json").exists():
+        # The same query twice in one run: the first one's files are still to be read, keep them.
+        n += 1
+        stem = f"{base}~{n}"
     paths: list[Path] = []
     chunk: list[dict] = []
 
@@ -440,14 +462,24 @@ def fetch_cloudwatch(group: str, streams: list[str], start_ms: int | None, end_m
         raise RemoteError(f"{uri}: no events in {what}log group {group!r} ({region}) "
                           f"{_window_text(start_ms, end_ms)}. Check --start/--end and the stream names "
                           f"(aws logs describe-log-streams --log-group-name {group}).")
-    fmt = _flow_log_format(session, endpoint_url, region, group) or log_format
+    # The user's format first: a flow log's format changes only by deleting and recreating it, so older
+    # events of the group may be in another format than the LogFormat of today's flow log.
+    fmt = log_format or _flow_log_format(session, endpoint_url, region, group)
     return Fetched(uri, paths, parse_format(fmt) if fmt else None, len(paths))
 
 
 def _flow_log_format(session, endpoint_url: str | None, region: str, group: str) -> str | None:
-    """The ``LogFormat`` of the flow logs that deliver to ``group``, or None when it cannot be told."""
+    """The ``LogFormat`` of the flow logs that deliver to ``group``, or None when it cannot be told.
+
+    Raises
+    ------
+    RemoteError
+        When flow logs of different formats deliver to the group: DescribeFlowLogs names no stream,
+        and two flow logs covering the same interface write into the same stream, so which format a
+        stream holds cannot be told here; the user's ``--format`` must say.
+    """
     try:
-        ec2 = session.client("ec2", endpoint_url=endpoint_url, region_name=region)
+        ec2 = _client(session, "ec2", endpoint_url, region, f"cloudwatch://{group}")
         pages = ec2.get_paginator("describe_flow_logs").paginate(
             Filters=[{"Name": "log-group-name", "Values": [group]}])
         found = {(fl["FlowLogId"], fl.get("LogFormat")) for page in pages for fl in page.get("FlowLogs", [])}
@@ -458,8 +490,10 @@ def _flow_log_format(session, endpoint_url: str | None, region: str, group: str)
     if len(formats) > 1:
         listing = "; ".join(f"{i}: {f}" for i, f in sorted(found))
         raise RemoteError(f"cloudwatch://{group}: flow logs with different formats deliver to this log group "
-                          f"({listing}); their streams cannot be read with one format. Read one flow log's "
-                          "streams at a time with ?stream=NAME and --format.")
+                          f"({listing}), and sgaudit cannot tell which one wrote which stream (DescribeFlowLogs "
+                          "names none, and flow logs of the same interface share its stream). Pass --format "
+                          "with the format of the events to read (it wins over the flow logs' LogFormat), and "
+                          "read the streams of one flow log at a time with ?stream=NAME.")
     return formats.pop() if formats else None
 
 
@@ -481,6 +515,45 @@ def _logs_error(exc: Exception, group: str, region: str, streams: list[str]) -> 
 
 
 # --- Shared -------------------------------------------------------------------------------------------------
+
+@functools.cache
+def _retry_config():
+    """The one botocore ``Config`` of every client here: `sgaudit.collect`'s retry configuration.
+
+    Adaptive mode slows the client down on throttling replies instead of failing: a FilterLogEvents
+    over a busy log group or many parallel GETs would otherwise lose every page already fetched.
+    """
+    from botocore.config import Config
+
+    return Config(**RETRY_CONFIG)
+
+
+def _client(session, service: str, endpoint_url: str | None, region: str | None, uri: str):
+    """A client of ``service`` with `_retry_config`; a bad endpoint or no region is a `RemoteError`.
+
+    Parameters
+    ----------
+    session : boto3.Session
+    service : str
+        ``"s3"``, ``"logs"`` or ``"ec2"``.
+    endpoint_url : str or None
+        The user's ``--endpoint-url``.
+    region : str or None
+        The URI's ``?region=``; None for the session's region.
+    uri : str
+        The URI being read, named in the error.
+    """
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return session.client(service, endpoint_url=endpoint_url, region_name=region, config=_retry_config())
+    except NoRegionError:
+        raise RemoteError(f"{uri}: no AWS region is configured. Add ?region=REGION to the URI, set AWS_REGION "
+                          "(or AWS_DEFAULT_REGION), or pass a --profile whose configuration has a region.") from None
+    except ValueError as exc:  # botocore's "Invalid endpoint"
+        raise RemoteError(f"--endpoint-url {endpoint_url!r}: {exc}; give a URL such as http://localhost:5000, "
+                          "or leave it out to call AWS itself.") from None
+
 
 def _session(aws_session):
     import boto3
