@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -97,6 +98,9 @@ def test_s3_prefix_equals_the_local_folder(aws, sample_bucket, cache_dir):
     assert_same_usage(remote_result, local_result)
     assert len(remote_result.files) == len(local_result.files) == 37
     assert all(cache_dir / "s3" / BUCKET in f.path.parents for f in remote_result.files)
+    # Flow logs name internal addresses: a new cache is its owner's alone.
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(remote_result.files[0].path.stat().st_mode) == 0o600
 
 
 def test_s3_with_cache_off_leaves_no_download_behind(aws, sample_bucket, cache_dir):

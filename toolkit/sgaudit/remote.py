@@ -151,6 +151,10 @@ def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int |
     if not any(is_uri(e) for e in entries):
         return entries, {}
     root = Path(scratch) if cache is False else cache_root(cache)
+    if not root.exists():
+        # Flow logs name a network's internal addresses: a new cache is its owner's alone (downloads are
+        # written 0600 by mkstemp already; an existing folder keeps the mode its owner gave it).
+        root.mkdir(parents=True, mode=0o700)
     session = _session(aws_session)
     out: list[str | Path] = []
     formats: dict[Path, tuple[str, ...]] = {}
