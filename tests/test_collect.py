@@ -263,6 +263,13 @@ def test_cli_collect_prints_counts(aws, tmp_path, capsys):
     assert cli.main(["collect", "--region", "us-east-1", "eu-west-1", "--endpoint-url", aws.url, "--out",
                      str(tree), "--no-progress"]) == 0
     assert (tree / ACCOUNT / "eu-west-1" / "security-group-rules.json").exists()
+    assert "note" not in capsys.readouterr().out
+    # Another run with other regions: the earlier region stays, and is read with the rest, so it is named.
+    assert cli.main(["collect", "--region", "us-east-1", "us-west-2", "--endpoint-url", aws.url, "--out",
+                     str(tree), "--no-progress"]) == 0
+    notes = [s for s in capsys.readouterr().out.splitlines() if s.startswith("note")]
+    assert notes == [f"note        {tree / ACCOUNT / 'eu-west-1'}: from an earlier run, not collected now, and "
+                     "read with this snapshot; remove it if that region's rules are not to be audited"]
 
 
 def test_cli_collect_error_exits_2(aws, tmp_path, capsys):

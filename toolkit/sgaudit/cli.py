@@ -382,6 +382,7 @@ def _collect(args: argparse.Namespace) -> int:
     profiles = args.profile or [None]
     # Several accounts share one --out only in the <account-id>/<region> layout.
     tree = True if len(profiles) > 1 else None
+    written: list[Path] = []
     for profile in profiles:
         try:
             session = boto3.Session(profile_name=profile)
@@ -389,11 +390,17 @@ def _collect(args: argparse.Namespace) -> int:
             raise collect.CollectError(f"--profile {profile}: {exc}") from exc
         folders = collect.snapshot(session, args.region, args.out, endpoint_url=args.endpoint_url,
                                    progress=not args.no_progress and sys.stderr.isatty(), tree=tree)
+        written += folders
         for folder in folders:
             n = collect.counts(folder)
             print(f"wrote       {folder}: {n['SecurityGroups']} groups, {n['SecurityGroupRules']} rules, "
                   f"{n['NetworkInterfaces']} interfaces, {n['PrefixLists']} prefix lists, "
                   f"{n['FlowLogs']} flow logs")
+    # A multi-region tree keeps the regions of earlier runs, and the inventory reads every one of them.
+    stale = sorted(d for d in out.glob("*/*") if (d / collect.FILES[0][0]).is_file() and d not in written)
+    for folder in stale:
+        print(f"note        {folder}: from an earlier run, not collected now, and read with this snapshot; "
+              "remove it if that region's rules are not to be audited")
     return 0
 
 
