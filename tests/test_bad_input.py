@@ -573,6 +573,9 @@ def test_a_copy_of_a_file_is_read_once_and_named(tmp_path):
     dup = result.problems[result.problems["kind"] == "duplicate_file"]
     assert dup[["resource", "detail"]].values.tolist() == [
         [str(copy), f"the same bytes as {first}: read once, so that no record counts twice"]]
+    from sgaudit.cli import summary
+
+    assert "files       2 read; 1 left out as the same bytes as another (see problems)" in summary(result)
 
 
 def test_files_of_equal_size_and_other_bytes_are_all_read(tmp_path):

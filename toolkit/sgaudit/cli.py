@@ -178,7 +178,9 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
     lines = [
         f"window      {lo.strftime(fmt) if lo is not None else '-'} .. {hi.strftime(fmt) if hi is not None else '-'}",
         f"files       {len(result.files)} read"
-        + (f" in {elapsed:.1f} s" if elapsed is not None else ""),
+        + (f" in {elapsed:.1f} s" if elapsed is not None else "")
+        + (f"; {copies} left out as the same bytes as another (see problems)" if (copies := sum(
+            1 for p in result.problems_list if p["kind"] == "duplicate_file")) else ""),
     ]
     cov = result.coverage
     snap = cov[cov["in_snapshot"]]
