@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -608,3 +609,22 @@ def test_a_closed_analysis_says_so_and_keeps_what_was_asked_before(tmp_path):
         with pytest.raises(sgaudit.SgauditError, match="this analysis is closed"):
             use()
     result.close()  # twice is fine
+
+
+def test_the_folder_of_a_killed_analysis_is_removed_by_the_next_one(tmp_path):
+    # A notebook kernel killed mid-analysis cannot remove its temporary folder (downloaded flow logs
+    # and all); the next analysis removes the folders of processes that no longer run.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"sgaudit-p{int(done.stdout)}-abc"
+    alive = tmp_path / f"sgaudit-p{os.getpid()}-def"
+    other = tmp_path / "sgaudit-not-ours"
+    for folder in (dead, alive, other):
+        (folder / "remote").mkdir(parents=True)
+        (folder / "remote" / "flow.log.gz").write_bytes(b"x")
+    inv = web_snapshot().write(tmp_path / "inv")
+    with sgaudit.analyze(write_log(tmp_path / "flow.log.gz", GOOD), inv, workdir=tmp_path) as result:
+        assert Path(result._tmpdir).name.startswith(f"sgaudit-p{os.getpid()}-")
+    assert not dead.exists() and alive.exists() and other.exists()

@@ -241,6 +241,32 @@ class Analysis:
             pass
 
 
+def _make_tmpdir(workdir: str | Path | None) -> str:
+    """A temporary folder for one analysis, named after this process, after removing those of dead ones.
+
+    `Analysis.close` removes its folder, but a process killed on the way (a notebook kernel restarted, a
+    report's kernel stopped on a failing cell) cannot: its folder, downloaded flow logs and all, would stay
+    in /tmp. A folder whose process no longer runs is removed here, the next time sgaudit runs.
+    """
+    base = Path(workdir) if workdir is not None else Path(tempfile.gettempdir())
+    for old in base.glob("sgaudit-p*-*"):
+        match = re.fullmatch(r"sgaudit-p(\d+)-.*", old.name)
+        if match and old.is_dir() and not _running(int(match.group(1))):
+            shutil.rmtree(old, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"sgaudit-p{os.getpid()}-", dir=workdir)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process of that ID runs (a reused ID keeps a folder: the safe side)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 class _Closed:
     """The database of a closed `Analysis`: any use says so, instead of DuckDB's "connection closed"."""
 
@@ -328,7 +354,7 @@ def analyze(
     call = dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
                 memory_limit=memory_limit, workdir=workdir, aws_session=aws_session, endpoint_url=endpoint_url,
                 cache=cache, engine=engine, engine_options=engine_options)
-    tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=workdir)
+    tmpdir = _make_tmpdir(workdir)
     try:
         # URIs (s3://, cloudwatch://) become local files first, then are read like any other; a
         # CloudWatch flow log's own LogFormat applies to its files unless log_format is given. CloudWatch
@@ -356,7 +382,7 @@ def _analyze_files(files: list[sources.FlowLogFile], problems: list[dict], inv: 
                    ) -> Analysis:
     """`analyze` once its files are local and sniffed: the database, then every stage (`_run`)."""
     if tmpdir is None:
-        tmpdir = tempfile.mkdtemp(prefix="sgaudit-", dir=call["workdir"])
+        tmpdir = _make_tmpdir(call["workdir"])
     # In memory, spilling to temp_directory past memory_limit: the tables are written once and read a
     # few times, so a database file would only add writes.
     con = duckdb.connect(":memory:")
