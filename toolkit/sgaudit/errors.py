@@ -14,6 +14,13 @@ def whole_number(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def as_list(value: object) -> list:
+    """A filter a caller passed as one value or several: ``"sg-1"`` and ``["sg-1"]`` alike; None or "" none."""
+    if value is None or value == "":
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
 class SgauditError(Exception):
     """Root of every error sgaudit raises on purpose; the CLI prints it and exits with status 2."""
 

@@ -25,7 +25,6 @@ import pandas as pd
 
 from . import summaries
 from .errors import SgauditError
-from .inventory import UNRESOLVED
 from .output import md_escape
 from .usage import ALL_ACCEPTED, NONE_ACCEPTED, SOME_ACCEPTED, accepted_share
 
@@ -155,8 +154,7 @@ class _Context:
         df["attempt_peers"] = df["attempt_peers"].fillna(0).astype("int64")
         members = inv.interface_groups.merge(inv.addresses, on="interface_id")
         members_per_group = members.groupby("group_id")["address"].nunique().to_dict()
-        unresolved = {p["resource"]: p["detail"] for p in inv.problems
-                      if p["kind"] in UNRESOLVED}
+        unresolved = inv.unresolved_rules()
         df["addresses"] = [_addresses(r.peer_kind, r.peer, inv.prefix_lists, members_per_group)
                            for r in df.itertuples(index=False)]
         df["port_count"] = [_port_count(int(p), int(f), int(t))

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import InventoryError, SgauditError
+from .errors import InventoryError, SgauditError, as_list
 
 RULES_FILE = "security-group-rules.json"
 GROUPS_FILE = "security-groups.json"
@@ -110,6 +110,13 @@ class Inventory:
     prefixes: pd.DataFrame
     prefix_lists: dict[str, list[str]] = field(default_factory=dict)
     problems: list[dict] = field(default_factory=list)
+
+    def unresolved_rules(self) -> dict[str, str]:
+        """Rule ID → why its peers are unknown, for each rule whose referenced group or prefix list is missing.
+
+        Such a rule (`UNRESOLVED`) could match nothing here, so its status says nothing about its use.
+        """
+        return {p["resource"]: p["detail"] for p in self.problems if p["kind"] in UNRESOLVED}
 
 
 # --- Reading the files ------------------------------------------------------------------------------------
@@ -625,7 +632,7 @@ def check_group_ids(inventory: Inventory, group_ids) -> None:
     """
     known = set(inventory.groups["group_id"]) | set(inventory.rules["group_id"]) | set(
         inventory.interface_groups["group_id"])
-    unknown = [g for g in ([group_ids] if isinstance(group_ids, str) else group_ids or []) if g not in known]
+    unknown = [g for g in as_list(group_ids) if g not in known]
     if unknown:
         hints = [f"{g!r}" + (f" (closest: {close[0]})" if (close := difflib.get_close_matches(g, known, n=1))
                              else "") for g in unknown]

@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .errors import SgauditError, whole_number
-from .inventory import PROTOCOL_NAMES, UNRESOLVED, check_group_ids, protocol_number
+from .errors import SgauditError, as_list, whole_number
+from .inventory import PROTOCOL_NAMES, check_group_ids, protocol_number
 from .output import md_escape
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     evidence = KEPT_EVIDENCE + (("attempted",) if keep_attempted else ())
     usage = analysis.usage.set_index("rule_id")
     rules = inv.rules.merge(inv.groups[["group_id", "group_name", "vpc_id"]], on="group_id", how="left")
-    unresolved = {p["resource"] for p in inv.problems if p["kind"] in UNRESOLVED}
+    unresolved = inv.unresolved_rules()
     carried = _carried(analysis, evidence)
 
     decisions: dict[str, dict] = {}
@@ -343,7 +343,7 @@ def select(plan: Plan, analysis: Analysis, group_ids=None) -> Plan:
     SgauditError
         For a group ID the snapshot does not hold (a typo would otherwise give an empty plan).
     """
-    ids = [group_ids] if isinstance(group_ids, str) else list(group_ids or [])
+    ids = as_list(group_ids)
     if not ids:
         return plan
     original = analysis.inventory
@@ -442,14 +442,11 @@ def _internet_reason(d: dict, what: str) -> str:
     """Why a rule open to the internet that internet addresses reached keeps its peer."""
     peers = sorted(d["internet"], key=lambda a: (a.version, int(a)))
     shown = ", ".join(map(str, peers[:3])) + (" …" if len(peers) > 3 else "")
-    return (f"open to the internet and reached from {_plural(len(peers), 'internet address')} ({shown}): "
+    many = "" if len(peers) == 1 else "es"
+    return (f"open to the internet and reached from {len(peers):,} internet address{many} ({shown}): "
             f"{what}, since the addresses of one window are not who needs it (a public endpoint's next client, "
             "a changing address, a scanner that completed a handshake); restrict it by hand to who should reach "
             "it, or narrow it to these addresses with --narrow-internet (narrow_internet=True)")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
 
 
 def _equal(rule, items: list[tuple]) -> bool:
@@ -769,7 +766,7 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
         out.append(f"{unexplained} accepted conversation(s) no rule of the snapshot explains (a rule changed "
                    "since the snapshot, or another account or region): the plan cannot keep what it cannot "
                    "attribute; take a fresh snapshot.")
-    unresolved = sum(1 for p in inv.problems if p["kind"] in UNRESOLVED)
+    unresolved = len(inv.unresolved_rules())
     if unresolved:
         out.append(f"{unresolved} rule(s) refer to a group or prefix list that is not in the snapshot: kept as "
                    "they are, since what they carry cannot be told.")

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from .errors import SgauditError, whole_number
-from .inventory import UNRESOLVED
+from .errors import SgauditError, as_list, whole_number
 from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 
 if TYPE_CHECKING:
@@ -38,8 +37,7 @@ def rules(analysis: Analysis) -> pd.DataFrame:
     out = out.merge(inv.groups[["group_id", "vpc_id"]], on="group_id", how="left")
     for col in ("description", "vpc_id"):
         out[col] = out[col].fillna("").astype(str)
-    unknown = {p["resource"] for p in inv.problems if p["kind"] in UNRESOLVED}
-    out["peers_known"] = ~out["rule_id"].isin(unknown)
+    out["peers_known"] = ~out["rule_id"].isin(inv.unresolved_rules())
     return out
 
 
@@ -52,7 +50,7 @@ def filter_rules(df: pd.DataFrame, group_ids=None, status=None, direction=None, 
         When a filter value matches nothing the frame could hold (a misspelt status or direction).
     """
     def values(v) -> list:
-        return [] if v in (None, "", "all") else ([v] if isinstance(v, str) else list(v))
+        return [] if isinstance(v, str) and v == "all" else as_list(v)
 
     checks = {"status": (values(status), list(STATUSES)), "direction": (values(direction), ["ingress", "egress"])}
     for name, (given, known) in checks.items():
@@ -110,7 +108,7 @@ def _how_many(value: object, name: str) -> int:
 
 def interfaces_of(analysis: Analysis, group_ids=None) -> set[str] | None:
     """The interfaces that carry any of ``group_ids`` (None when no group is given: every interface)."""
-    ids = [group_ids] if isinstance(group_ids, str) else list(group_ids or [])
+    ids = as_list(group_ids)
     if not ids:
         return None
     ig = analysis.inventory.interface_groups
