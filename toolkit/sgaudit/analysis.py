@@ -184,7 +184,7 @@ class Analysis:
         """
         width = timeline_.choose_bucket(self.window, time_bucket)
         if width not in self._timelines:
-            self.con.execute  # noqa: B018 - a closed analysis says so here, before its files are looked for
+            self._require_open()  # before its files are looked for
             self._timelines[width] = timeline_.build(self, str(width), progress)
         return self._timelines[width]
 
@@ -197,7 +197,7 @@ class Analysis:
         would otherwise make the proof one on other records (and a download without the cache twice).
         Athena's table is queried again.
         """
-        self.con.execute  # noqa: B018 - a closed analysis may have lost its downloaded files with its folder
+        self._require_open()  # a closed analysis may have lost its downloaded files with its folder
         inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
         return _analyze_files(self.files, [], inv, self.bounds_ms, self.call, progress=None)
 
@@ -227,6 +227,10 @@ class Analysis:
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+    def _require_open(self) -> None:
+        if isinstance(self.con, _Closed):
+            raise SgauditError(_CLOSED)
 
     def __enter__(self) -> Analysis:
         return self
@@ -271,8 +275,11 @@ class _Closed:
     """The database of a closed `Analysis`: any use says so, instead of DuckDB's "connection closed"."""
 
     def __getattr__(self, name: str):
-        raise SgauditError("this analysis is closed (close() was called, or its with-block ended): the tables "
-                           "asked for before stay, the others are gone; run sgaudit.analyze again")
+        raise SgauditError(_CLOSED)
+
+
+_CLOSED = ("this analysis is closed (close() was called, or its with-block ended): the tables asked for before "
+           "stay, the others are gone; run sgaudit.analyze again")
 
 
 def analyze(
@@ -366,7 +373,7 @@ def analyze(
                  # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
                  if inventory_dir is None or inventory_dir not in p.resolve().parents]
         # Empty files hold no record to count twice: each is listed as empty, never as a copy.
-        _, copies = sources.drop_copies([f.path for f in files if f.kind != "empty"])
+        copies = sources.find_copies([f.path for f in files if f.kind != "empty"])
         files = [f for f in files if f.path not in {copy for copy, _ in copies}]
     except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -430,7 +437,7 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
 
     matching.load_inventory_tables(con, inv)
     _conversations(con, statements)
-    problems += _malformed_records(con, files, Path(tmpdir), lo, hi)
+    problems += _malformed_records(con, by_path, Path(tmpdir), lo, hi)
     con.execute(matching.CANDIDATES_SQL)
     con.execute(conversations.classify_sql())
     con.execute(matching.CONVERSATION_RULES_SQL)
@@ -502,7 +509,7 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
     con.execute(conversations.BUCKETS_SQL)
 
 
-def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLogFile], workdir: Path,
+def _malformed_records(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile], workdir: Path,
                        lo: int | None, hi: int | None) -> list[dict]:
     """The records counted as malformed although the reader could type them, with file, line and text.
 
@@ -510,8 +517,7 @@ def _malformed_records(con: duckdb.DuckDBPyConnection, files: list[sources.FlowL
     files (they are few) and applying the reduction's own bucket expression to every line. Records whose
     peer is not an address come first (`_malformed_peers`).
     """
-    out = _malformed_peers(con, files, workdir, lo, hi)
-    by_path = {str(f.path): f for f in files}
+    out = _malformed_peers(con, by_path, workdir, lo, hi)
     counted = con.sql("SELECT source_file, sum(records) FROM reduced WHERE bucket = 'malformed' "
                       "AND source_file IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
     for i, (source, n) in enumerate(counted):
@@ -549,7 +555,7 @@ JOIN _bad_peers b ON b.interface_id = r.interface_id AND b.peer_addr = {peer}
 WHERE r.bucket = 'ok'"""
 
 
-def _malformed_peers(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLogFile], workdir: Path,
+def _malformed_peers(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile], workdir: Path,
                      lo: int | None, hi: int | None) -> list[dict]:
     """The records whose peer address is neither IPv4 nor IPv6, with file, line and text.
 
@@ -566,15 +572,13 @@ def _malformed_peers(con: duckdb.DuckDBPyConnection, files: list[sources.FlowLog
     con.register("_bad_peers", bad)
     try:
         located = []
-        for group in records.group_files(files):
-            scan = reduction.bucket_sql(records.scan_sql(group, workdir, keep_rejects=False),
-                                        lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
+        for group in records.group_files(list(by_path.values())):
+            scan = reduction.bucket_sql(records.scan_sql(group, workdir, keep_rejects=False), lo, hi)
             located += con.sql(_RECORDS_OF_BAD_PEERS.format(
                 select="r.source_file, count(*)", records=f"({scan}) AS r", peer=_RECORD_PEER)
                 + " GROUP BY 1 ORDER BY 1").fetchall()
         if sum(n for _, n in located) != bad["records"].sum():
             return _malformed_peers_unlocated(bad)  # read elsewhere (Athena), or the files changed since
-        by_path = {str(f.path): f for f in files}
         out = []
         for i, (source, n) in enumerate(located):
             path = records.original_path(source)

@@ -354,7 +354,7 @@ def typed_lines(con: duckdb.DuckDBPyConnection, f: FlowLogFile, lo: int | None, 
     if records is None:
         return []
     try:
-        sql = reduction.bucket_sql(records, lo if lo is not None else -(2**62), hi if hi is not None else 2**62)
+        sql = reduction.bucket_sql(records, lo, hi)
         return con.sql(f"SELECT * FROM ({query(f'({sql}) AS r')}) ORDER BY 1 LIMIT {int(limit)}").fetchall()
     finally:
         if f.kind != "parquet":

@@ -178,12 +178,15 @@ def reduce_sql(records: str, lo_ms: int, hi_ms: int, slot_ms: int | None = None)
     )
 
 
-def bucket_sql(records: str, lo_ms: int, hi_ms: int) -> str:
+def bucket_sql(records: str, lo_ms: int | None, hi_ms: int | None) -> str:
     """Every record of ``records`` with its times in milliseconds and its bucket.
 
     The reduction's first step, and on its own the way to find the lines of a few malformed records again.
+    A window side that is None is open.
     """
     start_ms, end_ms = _MS.format(c="start"), _MS.format(c='"end"')
+    lo_ms = -(2**62) if lo_ms is None else lo_ms
+    hi_ms = 2**62 if hi_ms is None else hi_ms
     bucket = _BUCKET.format(lo=int(lo_ms), hi=int(hi_ms), max_ms=MAX_MS)
     return (f"SELECT *, {bucket} AS bucket FROM "
             f"(SELECT *, {start_ms} AS start_ms, {end_ms} AS end_ms FROM {records}) AS timed")

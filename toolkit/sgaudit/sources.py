@@ -131,8 +131,8 @@ def discover(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def drop_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]:
-    """Leave out files with the same bytes as an earlier one: each record is read once.
+def find_copies(paths: list[Path]) -> list[tuple[Path, Path]]:
+    """The files with the same bytes as an earlier one, to be left out: each record is read once.
 
     The same delivery downloaded into two folders, or a folder passed beside a copy of one of its files,
     would otherwise count every record twice: bytes and packets double while connections do not.
@@ -142,10 +142,8 @@ def drop_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]
 
     Returns
     -------
-    kept : list of Path
-        The files to read, in the order given.
-    copies : list of (Path, Path)
-        Each file left out, with the earlier file it repeats.
+    list of (Path, Path)
+        Each copy, with the earlier file it repeats, in the order given.
     """
     import hashlib
 
@@ -167,7 +165,7 @@ def drop_copies(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, Path]]]
                 copies[p] = first[key]
             else:
                 first[key] = p
-    return [p for p in paths if p not in copies], [(p, copies[p]) for p in paths if p in copies]
+    return [(p, copies[p]) for p in paths if p in copies]
 
 
 def _walk(folder: Path) -> list[Path]:
