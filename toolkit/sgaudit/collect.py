@@ -21,6 +21,7 @@ sgaudit needs) and `athena_policy` (what ``--engine athena`` adds) are the polic
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -103,6 +104,14 @@ STEPS = len(FILES) + 1
 # client itself on throttling replies instead of failing the snapshot.
 RETRY_CONFIG = {"retries": {"mode": "adaptive", "max_attempts": 10}}
 
+
+@functools.cache
+def retry_config():
+    """The botocore ``Config`` of every client sgaudit makes (here and in `sgaudit.remote`): `RETRY_CONFIG`."""
+    from botocore.config import Config
+
+    return Config(**RETRY_CONFIG)
+
 _DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedAccess",
            "AuthorizationError"}
 
@@ -173,10 +182,8 @@ def _json_default(value: Any) -> str:
 
 
 def _client(session, service: str, region: str, endpoint_url: str | None):
-    from botocore.config import Config
-
     try:
-        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=Config(**RETRY_CONFIG))
+        return session.client(service, region_name=region, endpoint_url=endpoint_url, config=retry_config())
     except ValueError as exc:  # botocore's "Invalid endpoint"
         raise CollectError(f"--endpoint-url {endpoint_url!r}: {exc}; give a URL such as "
                            "https://ec2.us-east-1.amazonaws.com, or leave it out to call AWS itself") from None

@@ -28,7 +28,6 @@ refused, and what to do.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -41,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from .collect import RETRY_CONFIG
+from .collect import retry_config
 from .errors import SgauditError
 from .fields import parse_format
 
@@ -520,20 +519,11 @@ def _logs_error(exc: Exception, group: str, region: str, streams: list[str]) -> 
 
 # --- Shared -------------------------------------------------------------------------------------------------
 
-@functools.cache
-def _retry_config():
-    """The one botocore ``Config`` of every client here: `sgaudit.collect`'s retry configuration.
-
-    Adaptive mode slows the client down on throttling replies instead of failing: a FilterLogEvents
-    over a busy log group or many parallel GETs would otherwise lose every page already fetched.
-    """
-    from botocore.config import Config
-
-    return Config(**RETRY_CONFIG)
-
-
 def _client(session, service: str, endpoint_url: str | None, region: str | None, uri: str):
-    """A client of ``service`` with `_retry_config`; a bad endpoint or no region is a `RemoteError`.
+    """A client of ``service`` that retries as `sgaudit.collect`'s do; a bad endpoint or no region is a `RemoteError`.
+
+    Adaptive retries slow the client down on throttling replies instead of failing: a FilterLogEvents over
+    a busy log group or many parallel GETs would otherwise lose every page already fetched.
 
     Parameters
     ----------
@@ -550,7 +540,7 @@ def _client(session, service: str, endpoint_url: str | None, region: str | None,
     from botocore.exceptions import NoRegionError
 
     try:
-        return session.client(service, endpoint_url=endpoint_url, region_name=region, config=_retry_config())
+        return session.client(service, endpoint_url=endpoint_url, region_name=region, config=retry_config())
     except NoRegionError:
         raise RemoteError(f"{uri}: no AWS region is configured. Add ?region=REGION to the URI, set AWS_REGION "
                           "(or AWS_DEFAULT_REGION), or pass a --profile whose configuration has a region.") from None
