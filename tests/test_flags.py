@@ -78,6 +78,10 @@ CASES = [
          local_delay=60),
     Case("outbound-syn-and-synack-in-adjacent-intervals", (0, 18), (2,), "outbound", "established", "unused",
          "used"),
+    # A conversation is every record of its key in the window, so its flags are pooled over the window:
+    # "same or adjacent intervals" allows, it does not limit (docs/decisions.md, "Initiator and evidence").
+    Case("syn-and-synack-hours-apart-one-conversation", (2,), (18,), "inbound", "established", "used", "unused",
+         local_delay=3 * 3600),
     Case("synack-without-syn-opened-before-window", (0,), (18,), "inbound", "inferred", "used", "unused"),
     Case("synack-without-syn-flags-missing-on-peer", (MISSING,), (18,), "inbound", "inferred", "used", "unused"),
     Case("synack-only-from-E", None, (18,), "inbound", "inferred", "used", "unused"),
