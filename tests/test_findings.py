@@ -108,6 +108,18 @@ def test_unused_world_rule_is_medium_and_unresolved_peer_is_info(tmp_path):
     assert f["severity"] == "info" and "not in the snapshot" in f["sentence"] and "sg-gone" in f["evidence"]
 
 
+def test_unused_rule_that_a_guessed_conversation_would_need_is_info(tmp_path):
+    # A connection without handshake flags to 50051 from client port 40000: both ways allowed, so SPEC's
+    # lower-port rule makes it outbound and the service rule unused; it may well be inbound.
+    snap = web(("sgr-svc", "tcp", 50051, {"cidr": "10.0.0.0/16"}),
+               ("sgr-out", "-1", {"egress": True, "cidr": "0.0.0.0/0"}))
+    recs = [rec(ENI, "10.0.2.7", IP, 40000, 50051, flags=0, direction="ingress"),
+            rec(ENI, IP, "10.0.2.7", 50051, 40000, flags=0, direction="egress")]
+    f = one(find(tmp_path, snap, recs), "unused_rule", rule_id="sgr-svc")
+    assert f["severity"] == "info" and "1 conversation whose direction is a guess" in f["sentence"]
+    assert "remove" not in f["fix"]
+
+
 def test_unused_rule_is_not_reported_for_an_unobserved_group(tmp_path):
     snap = web(("sgr-in", "tcp", 8443, {"cidr": "10.0.0.0/8"})).group("sg-x").interface("eni-x", "10.0.9.9", ["sg-x"])
     df = find(tmp_path, snap, [nodata("eni-x")])
@@ -120,7 +132,7 @@ def test_attempted_only_rule_reached_by_scanners(tmp_path):
     df = find(tmp_path, web(("sgr-ssh", "tcp", 22, {"cidr": "0.0.0.0/0"})), scan(scanners, 22))
     f = one(df, "attempted_only_rule", rule_id="sgr-ssh")
     assert (f["severity"], f["observed_use"]) == ("medium", 3)
-    assert "only 3 internet addresses reached it (3 connections)" in f["sentence"]
+    assert "only 3 addresses reached it (3 connections)" in f["sentence"]
     assert "answered with RST or nothing" in f["sentence"]
     # the same rule is world-open SSH that nothing legitimate used: the strongest case for removal
     admin = one(df, "admin_port_open_to_world", rule_id="sgr-ssh")
@@ -280,6 +292,58 @@ def test_redundant_rules_that_cover_each_other_say_not_both(tmp_path):
     df = find(tmp_path, snap, handshake(ENI, "10.1.2.3", IP, 40000, 443))
     assert "not both" in one(df, "redundant_rule", rule_id="sgr-a")["sentence"]
     assert "not both" in one(df, "redundant_rule", rule_id="sgr-b")["sentence"]
+
+
+def test_redundant_rule_covered_by_a_shadowed_one_says_not_both(tmp_path):
+    # sgr-narrow is shadowed by sgr-wide; sgr-wide carried nothing sgr-narrow did not: redundant. Each finding
+    # says to remove its rule, and doing both would cut SSH: the redundant one must say so.
+    snap = web(("sgr-narrow", "tcp", 22, {"cidr": "10.0.0.0/24"}), ("sgr-wide", "tcp", 22, {"cidr": "10.0.0.0/16"}))
+    df = find(tmp_path, snap, handshake(ENI, "10.0.0.9", IP, 40000, 22))
+    assert "shadowed_rule" in kinds_of(df, "sgr-narrow")
+    f = one(df, "redundant_rule", rule_id="sgr-wide")
+    assert "sgr-narrow is reported for removal too (as shadowed), so remove one of them, not both" in f["sentence"]
+
+
+def test_used_egress_rule_carried_connections_to_its_peers(tmp_path):
+    snap = web(("sgr-out", "-1", {"egress": True, "cidr": "0.0.0.0/0"}))
+    df = find(tmp_path, snap, handshake(ENI, IP, "198.51.100.7", 40000, 443, inbound=False))
+    assert "carried 1 connection to 1 address on port 443" in one(df, "all_traffic_rule", rule_id="sgr-out")["sentence"]
+
+
+def test_prefix_list_open_to_the_world_is_world_open(tmp_path):
+    # A prefix list holding 0.0.0.0/0, or the two halves of the internet, opens a port to everyone.
+    snap = web(("sgr-ssh", "tcp", 22, {"prefix_list": "pl-anywhere"}),
+               ("sgr-rdp", "tcp", 3389, {"prefix_list": "pl-halves"}),
+               ("sgr-wide", "tcp", 443, {"prefix_list": "pl-wide"}),
+               ("sgr-narrow", "tcp", 8443, {"prefix_list": "pl-vpn"}))
+    snap.prefix_list("pl-anywhere", ["0.0.0.0/0"]).prefix_list("pl-halves", ["0.0.0.0/1", "128.0.0.0/1"])
+    snap.prefix_list("pl-wide", ["203.0.0.0/8", "10.0.0.0/24"]).prefix_list("pl-vpn", ["172.20.0.0/16"])
+    df = find(tmp_path, snap, handshake(ENI, "198.51.100.7", IP, 40000, 22))
+    ssh = one(df, "admin_port_open_to_world", rule_id="sgr-ssh")
+    assert (ssh["severity"], ssh["control"]) == ("high", "EC2.13")
+    assert "from prefix list pl-anywhere, whose entries cover the whole internet" in ssh["sentence"]
+    assert one(df, "admin_port_open_to_world", rule_id="sgr-rdp")["severity"] == "critical"  # unused
+    wide = one(df, "wide_cidr", rule_id="sgr-wide")
+    assert wide["title"] == "/8 source range" and "world_open_ingress" not in kinds_of(df, "sgr-wide")
+    assert kinds_of(df, "sgr-narrow") == {"unused_rule"}
+    result = run(tmp_path / "again", snap, handshake(ENI, "198.51.100.7", IP, 40000, 22))
+    assert set(sgaudit.summaries.world_open(result)["rule_id"]) == {"sgr-ssh", "sgr-rdp"}
+    result.close()
+
+
+def test_world_open_icmp_is_not_told_to_go(tmp_path):
+    # Path MTU Discovery: routers send "fragmentation needed" (ICMP type 3 code 4) one way. The rule is only
+    # attempted, by SPEC, but neither finding may tell to remove it, and none speaks of RST.
+    snap = web(("sgr-pmtud", "icmp", 3, 4, {"cidr": "0.0.0.0/0"}), ("sgr-ping", "icmp", 8, -1, {"cidr": "0.0.0.0/0"}))
+    recs = [rec(ENI, "203.0.113.1", IP, 0, 0, proto=1, direction="ingress"),
+            rec(ENI, "203.0.113.2", IP, 0, 0, proto=1, direction="ingress")]
+    df = find(tmp_path, snap, recs)
+    for kind in ("world_open_ingress", "attempted_only_rule"):
+        f = one(df, kind, rule_id="sgr-pmtud")
+        assert f["severity"] == "info" and "RST" not in f["sentence"] and "one-way ICMP" in f["sentence"]
+        assert f["fix"].startswith("keep it if")
+    world = one(df, "world_open_ingress", rule_id="sgr-pmtud")
+    assert (world["title"], world["control"]) == ("ICMP open to the internet", "")
 
 
 def test_shadowed_rule_inside_a_wider_rule_of_the_same_group(tmp_path):

@@ -377,6 +377,106 @@ def test_a_plan_selected_for_one_group_changes_that_group_alone(tmp_path):
         plan_.select(whole, result, ["sg-dbb"])
 
 
+def test_a_guessed_direction_is_kept_working_both_ways(tmp_path):
+    # A gRPC connection opened before the window (no SYN): client port 40000, below the service's 50051.
+    # Both directions' rules allow it, so SPEC's lower-port rule calls it outbound and the service rule
+    # unused. It may well be inbound: the plan keeps both ways, and verify catches a plan that does not.
+    snap = server(("sgr-svc", "tcp", 50051, 50051, {"cidr": "10.0.0.0/16"}),
+                  ("sgr-out", "-1", -1, -1, {"egress": True, "cidr": "0.0.0.0/0"}))
+    logs = [rec(SRV, "10.0.2.7", SRV_IP, 40000, 50051, flags=0, direction="ingress"),
+            rec(SRV, SRV_IP, "10.0.2.7", 50051, 40000, flags=0, direction="egress")]
+    result = run(tmp_path, snap, logs)
+    assert result.conversations["direction"].tolist() == ["outbound"]
+    assert result.usage.set_index("rule_id").loc["sgr-svc", "status"] == "unused"  # SPEC's reading
+    p = plan_.propose(result)
+    assert actions(p) == {"sgr-svc": "replace", "sgr-out": "replace"}
+    assert proposed_for(p, "sgr-svc")[["from_port", "peer"]].values.tolist() == [[50051, "10.0.2.7/32"]]
+    assert proposed_for(p, "sgr-out")[["from_port", "peer"]].values.tolist() == [[40000, "10.0.2.7/32"]]
+    assert "their direction is a guess" in p.actions.set_index("rule_id").loc["sgr-svc", "reason"]
+    assert_proved(result, p)
+    rules = p.inventory.rules
+    broken = replace(p, inventory=replace(p.inventory, rules=rules[rules["is_egress"]]))  # sgr-svc's part dropped
+    lost = plan_.verify(result, broken)
+    assert len(lost) == 1 and lost.iloc[0]["why"].startswith("its direction is a guess")
+
+
+def test_a_ping_from_the_interface_keeps_its_egress_rule(tmp_path):
+    # ICMP has no ports: equal "ports" count as inbound, so a ping E sent is credited to the ingress rule.
+    # The egress rule must still let E's pings out.
+    snap = server(("sgr-in", "-1", -1, -1, {"cidr": "10.0.0.0/16"}),
+                  ("sgr-out", "-1", -1, -1, {"egress": True, "cidr": "0.0.0.0/0"}))
+    logs = ([rec(SRV, SRV_IP, "10.0.2.7", 0, 0, proto=1, direction="egress"),
+             rec(SRV, "10.0.2.7", SRV_IP, 0, 0, proto=1, direction="ingress")]
+            + handshake(SRV, SRV_IP, "10.0.2.7", 40000, 443, inbound=False))
+    result = run(tmp_path, snap, logs)
+    p = plan_.propose(result)
+    out = proposed_for(p, "sgr-out")
+    assert sorted(out["protocol"]) == ["icmp", "tcp"]
+    assert_proved(result, p)
+
+
+def test_one_way_icmp_is_kept_by_the_plan(tmp_path):
+    # Path MTU Discovery's "fragmentation needed" comes one way from routers: `attempted` by SPEC, yet
+    # removing the rule hangs large transfers. The plan keeps it, and narrows an all-traffic rule to keep it.
+    snap = Snapshot().group("sg-srv", "server")
+    snap.rule("sgr-pmtud", "sg-srv", "icmp", 3, 4, cidr="0.0.0.0/0").rule("sgr-all", "sg-srv", "-1", cidr="::/0")
+    snap.rule("sgr-https", "sg-srv", "tcp", 443, 443, cidr="0.0.0.0/0")
+    snap.interface(SRV, SRV_IP, ["sg-srv"], ipv6=["2600:1f18::5"])
+    logs = ([rec(SRV, "203.0.113.1", SRV_IP, 0, 0, proto=1, direction="ingress"),
+             rec(SRV, "2001:db8::1", "2600:1f18::5", 0, 0, proto=58, direction="ingress")]
+            + handshake(SRV, "2001:db8::2", "2600:1f18::5", 40000, 443)
+            + handshake(SRV, "198.51.100.7", SRV_IP, 40001, 443))
+    result = run(tmp_path, snap, logs)
+    usage = result.usage.set_index("rule_id")
+    assert usage.loc["sgr-pmtud", "status"] == "attempted"
+    p = plan_.propose(result)
+    assert actions(p)["sgr-pmtud"] == "keep"
+    assert sorted(proposed_for(p, "sgr-all")["protocol"]) == ["icmpv6", "tcp"]
+    assert "one-way ICMP" in p.actions.set_index("rule_id").loc["sgr-all", "reason"]
+    lost = assert_proved(result, p)
+    assert lost.attrs["checked"] == 4
+    broken = replace(p, inventory=replace(p.inventory, rules=p.inventory.rules[
+        p.inventory.rules["rule_id"] != "sgr-pmtud"]))
+    assert plan_.verify(result, broken).attrs["lost"] == 1
+
+
+def test_merging_ports_keeps_the_internet_on_a_port_it_reached(tmp_path):
+    # 8000 only from a private address, 8002 from the internet: with room for one rule the two ranges
+    # merge, and the merged range must stay open to the internet, not become a supernet of the peers.
+    snap = server(("sgr-w", "tcp", 8000, 8010, {"cidr": "0.0.0.0/0"}))
+    logs = handshake(SRV, "172.16.0.9", SRV_IP, 40000, 8000) + handshake(SRV, "198.51.100.7", SRV_IP, 40001, 8002)
+    result = run(tmp_path, snap, logs)
+    roomy = plan_.propose(result)
+    assert sorted(proposed_for(roomy, "sgr-w")[["from_port", "peer"]].values.tolist()) == [
+        [8000, "172.16.0.9/32"], [8002, "0.0.0.0/0"]]
+    tight = plan_.propose(result, rule_budget=1)
+    assert proposed_for(tight, "sgr-w")[["from_port", "to_port", "peer"]].values.tolist() == [[8000, 8002, "0.0.0.0/0"]]
+    assert_proved(result, tight)
+
+
+def test_world_open_rule_reached_only_by_the_snapshots_own_addresses_is_narrowed(tmp_path):
+    # A VPC's IPv6 addresses are public ones, but an address of the snapshot is no internet client.
+    snap = Snapshot().group("sg-srv", "server").rule("sgr-6", "sg-srv", "tcp", 8080, 8080, cidr="::/0")
+    snap.interface(SRV, SRV_IP, ["sg-srv"], ipv6=["2600:1f18::5"])
+    snap.interface("eni-peer", "10.0.0.6", ["sg-srv"], ipv6=["2600:1f18::11"])
+    result = run(tmp_path, snap, handshake(SRV, "2600:1f18::11", "2600:1f18::5", 40000, 8080))
+    p = plan_.propose(result)
+    assert proposed_for(p, "sgr-6")["peer"].tolist() == ["2600:1f18::11/128"]
+    assert_proved(result, p)
+
+
+def test_untracked_pairs_are_counted_from_either_side(tmp_path):
+    # SSH from 0.0.0.0/0 with the allow-all egress rule: untracked flows. Removing the egress rule (kept
+    # SSH) cuts them at once as surely as changing the SSH rule.
+    snap = server(("sgr-ssh", "tcp", 22, 22, {"cidr": "0.0.0.0/0"}),
+                  ("sgr-out", "-1", -1, -1, {"egress": True, "cidr": "0.0.0.0/0"}))
+    result = run(tmp_path, snap, handshake(SRV, "198.51.100.7", SRV_IP, 40000, 22))
+    p = plan_.propose(result)
+    assert actions(p) == {"sgr-ssh": "keep", "sgr-out": "remove"}
+    assert any("(1 of the rules to replace or remove are such)" in x for x in p.limits)
+    assert_proved(result, p)
+
+
 def test_verify_lists_the_conversation_a_broken_plan_loses(tmp_path):
     result = ssh_from_two_internet_addresses(tmp_path)
     p = plan_.propose(result, narrow_internet=True)
@@ -534,8 +634,9 @@ def test_limits_name_the_window_length_tracking_and_nacls(mixed_plan):
     assert "The window is 13 seconds long" in text
     assert "untracked" in text.lower() or "does not track" in text
     assert "network ACL" in text
-    # sgr-ssh (world-open tcp) with the allow-all egress rule in the other direction: untracked.
-    assert "(1 of the rules to replace or remove are such)" in text
+    # sgr-ssh (world-open tcp) and the allow-all egress rule sgr-out, both replaced: an untracked pair, and
+    # changing either half cuts its flows. sgr-ssh6 (::/0) has no ::/0 egress rule beside it.
+    assert "(2 of the rules to replace or remove are such)" in text
 
 
 def test_table_is_the_actions(mixed_plan):

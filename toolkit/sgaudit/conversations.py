@@ -209,26 +209,38 @@ _BASIS = """
     CASE WHEN (acc_p + acc_l) > 0 THEN acc_l_synack ELSE rej_l_synack END AS a_l
 """
 
-# SPEC "Initiator (TCP)" then "Initiator without handshake flags". Decisions where SPEC is silent
-# (docs/decisions.md): both sides proven or both sending SYN falls through to the inference; one-way
-# traffic is settled before the rules are asked; a tie in ports (ICMP, equal ports) counts as inbound.
-INITIATOR_SQL = """
-CASE
-    WHEN (s_p = 1 AND a_l = 1) AND NOT (s_l = 1 AND a_p = 1) THEN 'P'
-    WHEN (s_l = 1 AND a_p = 1) AND NOT (s_p = 1 AND a_l = 1) THEN 'L'
-    WHEN s_p = 1 AND s_l = 0 THEN 'P'
-    WHEN s_l = 1 AND s_p = 0 THEN 'L'
-    WHEN a_l = 1 AND a_p = 0 THEN 'P'
-    WHEN a_p = 1 AND a_l = 0 THEN 'L'
-    WHEN n_p > 0 AND n_l = 0 THEN 'P'
-    WHEN n_l > 0 AND n_p = 0 THEN 'L'
-    WHEN accepted AND allows_in AND NOT allows_out THEN 'P'
-    WHEN accepted AND allows_out AND NOT allows_in THEN 'L'
-    WHEN local_port < peer_port THEN 'P'
-    WHEN peer_port < local_port THEN 'L'
-    ELSE 'P'
-END
-"""
+# SPEC "Initiator (TCP)" then "Initiator without handshake flags", as (condition, initiator, basis) steps,
+# the first that holds decides. Decisions where SPEC is silent (docs/decisions.md): both sides proven or
+# both sending SYN falls through to the inference; one-way traffic is settled before the rules are asked;
+# a tie in ports (ICMP, equal ports) counts as inbound. The basis ``ports`` is a guess: no handshake flag,
+# traffic both ways, and the rules of both directions (or of neither) allow it.
+_INITIATOR_STEPS = (
+    ("(s_p = 1 AND a_l = 1) AND NOT (s_l = 1 AND a_p = 1)", "P", "flags"),
+    ("(s_l = 1 AND a_p = 1) AND NOT (s_p = 1 AND a_l = 1)", "L", "flags"),
+    ("s_p = 1 AND s_l = 0", "P", "flags"),
+    ("s_l = 1 AND s_p = 0", "L", "flags"),
+    ("a_l = 1 AND a_p = 0", "P", "flags"),
+    ("a_p = 1 AND a_l = 0", "L", "flags"),
+    ("n_p > 0 AND n_l = 0", "P", "one-way"),
+    ("n_l > 0 AND n_p = 0", "L", "one-way"),
+    ("accepted AND allows_in AND NOT allows_out", "P", "rules"),
+    ("accepted AND allows_out AND NOT allows_in", "L", "rules"),
+    ("local_port < peer_port", "P", "ports"),
+    ("peer_port < local_port", "L", "ports"),
+)
+
+
+def _steps_case(pick) -> str:
+    whens = "\n".join(f"    WHEN {cond} THEN {pick(who, basis)}" for cond, who, basis in _INITIATOR_STEPS)
+    return f"CASE\n{whens}\n    ELSE {pick('P', 'ports')}\nEND"
+
+
+INITIATOR_SQL = _steps_case(lambda who, basis: f"'{who}'")
+#: Whether a conversation's direction is a guess (`_INITIATOR_STEPS`' ``ports``) that rules of both
+#: directions allow: the usage table follows SPEC's guess, but a plan must keep both directions working,
+#: since the connection may well run the other way (a client port below the server's, a ping from E).
+GUESSED_SQL = "(accepted AND allows_in AND allows_out AND " + _steps_case(
+    lambda who, basis: "TRUE" if basis == "ports" else "FALSE") + ")"
 
 # SPEC "Evidence", on accepted records only; NULL for a conversation with no accepted record.
 EVIDENCE_SQL = """
@@ -258,18 +270,19 @@ k AS (
         {basis}
     FROM c LEFT JOIN m USING (conversation_id)
 ),
-i AS (SELECT *, {initiator} AS initiator FROM k)
+i AS (SELECT *, {initiator} AS initiator, {guessed} AS guessed FROM k)
 -- Only what the result tables read: this table is as long as the input has conversations.
 SELECT conversation_id, interface_id, protocol, local_addr, local_port, peer_addr, peer_port, family, peer_num,
     accepted, acc_p, acc_l, rej_p, rej_l, flag_bits, packets, bytes, first_ms, last_ms, rej_first_ms, rej_last_ms,
     CASE WHEN initiator = 'P' THEN 'inbound' ELSE 'outbound' END AS direction,
     CASE WHEN initiator = 'P' THEN local_port ELSE peer_port END AS port,
     CASE WHEN NOT accepted THEN 0 WHEN initiator = 'P' THEN n_in ELSE n_out END AS n_rules,
-    {evidence} AS evidence
+    guessed, {evidence} AS evidence
 FROM i
 """
 
 
 def classify_sql() -> str:
     """The statement that gives every conversation its initiator, direction, port and evidence."""
-    return CLASSIFY_SQL.format(flags=_FLAGS, basis=_BASIS, initiator=INITIATOR_SQL, evidence=EVIDENCE_SQL)
+    return CLASSIFY_SQL.format(flags=_FLAGS, basis=_BASIS, initiator=INITIATOR_SQL, guessed=GUESSED_SQL,
+                               evidence=EVIDENCE_SQL)

@@ -144,6 +144,7 @@ class _Context:
     group_names: dict[str, str]
     unresolved: dict[str, str]
     prefix_lists: dict[str, list[str]]
+    guessed: dict[str, int]
 
     @classmethod
     def build(cls, analysis: Analysis, rules: pd.DataFrame, world: pd.DataFrame) -> _Context:
@@ -160,6 +161,7 @@ class _Context:
         df["port_count"] = [_port_count(int(p), int(f), int(t))
                             for p, f, t in zip(df["proto_num"], df["from_port"], df["to_port"], strict=True)]
         df["exposure"] = df["addresses"] * df["port_count"]
+        df["world"] = df["rule_id"].isin(inv.world_rules())
         lo, hi = analysis.window
         return cls(
             rules=df,
@@ -169,6 +171,7 @@ class _Context:
             iface_groups=inv.interface_groups.groupby("interface_id")["group_id"].apply(sorted).to_dict(),
             group_names=dict(zip(inv.groups["group_id"], inv.groups["group_name"], strict=True)),
             unresolved=unresolved,
+            guessed=_guessed(analysis),
             prefix_lists=inv.prefix_lists,
         )
 
@@ -181,6 +184,22 @@ class _Context:
         ifaces = self.group_ifaces.get(group_id, [])
         seen = [i for i in ifaces if i in self.observed]
         return len(seen), len(ifaces), seen
+
+
+def _guessed(analysis: Analysis) -> dict[str, int]:
+    """Rule ID → accepted conversations it would carry the other way, for those whose direction is a guess.
+
+    A conversation without handshake flags that rules of both directions allow gets its direction from its
+    ports (SPEC), which can be wrong; a rule of the other direction may be what it really needs
+    (`conversations.GUESSED_SQL`, and `sgaudit plan` keeps both ways).
+    """
+    df = analysis.con.sql("""
+        SELECT m.rule_id, count(DISTINCT m.conversation_id) AS n
+        FROM candidates m JOIN classified c USING (conversation_id)
+        WHERE c.guessed AND m.is_egress <> (c.direction = 'outbound')
+        GROUP BY m.rule_id
+    """).df()
+    return dict(zip(df["rule_id"], df["n"].astype(int), strict=True))
 
 
 def _addresses(kind: str, peer: str, prefix_lists: dict[str, list[str]], members: dict[str, int]) -> int:
@@ -231,7 +250,7 @@ def _what(r) -> str:
 
 def _peer(r) -> str:
     if r.peer_kind == "prefix_list":
-        return f"prefix list {r.peer}"
+        return f"prefix list {r.peer}" + (", whose entries cover the whole internet" if r.world else "")
     if r.peer_kind == "group":
         return "its own members" if r.peer == r.group_id else f"members of {r.peer}"
     return r.peer
@@ -261,16 +280,30 @@ def _evidence(ctx: _Context, r) -> str:
     return "; ".join(parts)
 
 
+def _unanswered(r) -> str:
+    """How an only-attempted rule's conversations went unanswered, in the words of its protocol."""
+    p = int(r.proto_num)
+    if p == 6:
+        return "every one was answered with RST or nothing"
+    if p == -1:
+        return "none was answered (one-way traffic, or SYNs answered by RST or nothing)"
+    if p in (1, 58):
+        return ("nothing came back (one-way ICMP, as Path MTU Discovery's messages are by design, or pings nobody "
+                "answered)")
+    return "nothing came back (one-way traffic, which some services such as statsd or syslog expect)"
+
+
 def _use(ctx: _Context, r) -> str:
     """What the window showed of a rule, as the second half of a sentence."""
     if r.status == "used":
         ports = f" on port {r.ports}" if r.ports and "," not in r.ports else (
             f" on ports {r.ports.replace(',', ', ')}" if r.ports else "")
-        return (f"{ctx.in_window()} it carried {_plural(r.connections, 'connection')} from "
+        way = "to" if r.direction == "egress" else "from"
+        return (f"{ctx.in_window()} it carried {_plural(r.connections, 'connection')} {way} "
                 f"{_plural(r.peers, 'address', 'addresses')}{ports}")
     if r.status == "attempted":
         return (f"{ctx.in_window()} only {_plural(r.peers, 'address', 'addresses')} reached it "
-                f"({_plural(r.connections, 'connection')}) and every one was answered with RST or nothing")
+                f"({_plural(r.connections, 'connection')}) and {_unanswered(r)}")
     if r.status == "unused":
         seen, total, ids = ctx.coverage(r.group_id)
         where = (f"the group's interface {ids[0]} was observed" if total == 1
@@ -280,16 +313,18 @@ def _use(ctx: _Context, r) -> str:
 
 
 def _is_world(r) -> bool:
-    return r.peer_kind == "cidr" and r.peer.strip() in summaries.WORLD
+    """Whether the rule admits the whole internet: 0.0.0.0/0, ::/0, or a prefix list covering either."""
+    return bool(r.world)
 
 
-def _wide(r) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """The rule's CIDR when it is wider than the thresholds but not the world, else None."""
-    if r.peer_kind != "cidr" or _is_world(r):
+def _wide(r, prefix_lists: dict[str, list[str]]) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """The rule's CIDR, or its prefix list's widest entry, when wider than the thresholds but not the world."""
+    if _is_world(r) or r.peer_kind not in ("cidr", "prefix_list"):
         return None
-    net = ipaddress.ip_network(r.peer.strip(), strict=False)
-    limit = WIDE_IPV4_PREFIX if net.version == 4 else WIDE_IPV6_PREFIX
-    return net if net.prefixlen < limit else None
+    cidrs = [r.peer] if r.peer_kind == "cidr" else prefix_lists.get(r.peer, [])
+    nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs]
+    wide = [n for n in nets if n.prefixlen < (WIDE_IPV4_PREFIX if n.version == 4 else WIDE_IPV6_PREFIX)]
+    return min(wide, key=lambda n: (n.prefixlen, n.version, n)) if wide else None
 
 
 def _ports_in(r, ports) -> list[int]:
@@ -325,7 +360,7 @@ def _rule_finding(ctx: _Context, r, severity: str, kind: str, title: str, senten
 def _permissive(ctx: _Context, r) -> list[dict]:
     """Static checks of one rule: all traffic, world-open ports, wide port ranges, wide CIDRs."""
     out = []
-    world, wide = _is_world(r), _wide(r)
+    world, wide = _is_world(r), _wide(r, ctx.prefix_lists)
     not_used = r.status in ("attempted", "unused")
     # `sgaudit plan` narrows a world-open rule's ports but keeps its peer: a window's internet addresses are
     # not who needs it, and scanners complete handshakes too.
@@ -397,6 +432,14 @@ def _world_finding(ctx: _Context, r, not_used: bool, act: str) -> dict:
                              f"{names} open to the internet", f"{_rule(r)}, exposing {names}; {use}.",
                              f"{act}; a database should be reached from the application's security group",
                              control)
+    if int(r.proto_num) in (1, 58):
+        # ICMP from anywhere is how Path MTU Discovery reaches a host (one-way, from routers on the path):
+        # a look, not an exposure; only an unused rule is worth removing.
+        unused = r.status == "unused"
+        fix = act if unused else ("keep it if the hosts need Path MTU Discovery (ICMP type 3 code 4, ICMPv6 "
+                                  "type 2) or to answer pings from anywhere; otherwise restrict it")
+        return _rule_finding(ctx, r, "low" if unused else "info", "world_open_ingress",
+                             "ICMP open to the internet", f"{_rule(r)}; {use}.", fix)
     ports = set(range(int(r.from_port), int(r.to_port) + 1)) if int(r.proto_num) in (6, 17) else set()
     if risky:
         severity, control, title = ("high" if not_used else "medium"), "EC2.19", "high-risk port open to the internet"
@@ -421,6 +464,13 @@ def _status(ctx: _Context, r) -> list[dict]:
                 "and its use is unknown.",
                 "add the referenced group's account and VPC (or the prefix list's entries) to the snapshot and "
                 "run again before judging this rule")]
+        if r.rule_id in ctx.guessed:
+            n = ctx.guessed[r.rule_id]
+            return [_rule_finding(
+                ctx, r, "info", "unused_rule", "unused, unless traffic runs the other way",
+                f"{_rule(r)}; {_use(ctx, r)}, but {_plural(n, 'conversation')} whose direction is a guess (no "
+                "handshake flags, and rules of both directions allow them) would match it if they ran the other "
+                "way.", "keep it narrowed to them, as `sgaudit plan` does, unless you know which way they run")]
         severity = "medium" if r.direction == "ingress" and _is_world(r) else "low"
         return [_rule_finding(
             ctx, r, severity, "unused_rule", "rule unused in the window", f"{_rule(r)}; {_use(ctx, r)}.",
@@ -432,16 +482,17 @@ def _status(ctx: _Context, r) -> list[dict]:
         else:
             severity = "medium" if r.direction == "ingress" and _is_world(r) else "low"
         peers = int(r.attempt_peers) or int(r.peers)
-        who = "internet addresses" if _is_world(r) else "addresses"
         if int(r.proto_num) in (-1, 6):
-            answer, fix = "every one was answered with RST or nothing", f"remove the rule ({_revoke(r)})"
+            fix = f"remove the rule ({_revoke(r)})"
+        elif int(r.proto_num) in (1, 58):
+            fix = (f"keep it if it lets Path MTU Discovery through (ICMP type 3 code 4, ICMPv6 type 2), which "
+                   f"`sgaudit plan` keeps; otherwise remove the rule ({_revoke(r)})")
         else:
-            answer = "nothing came back (one-way traffic, which some services such as statsd or syslog expect)"
             fix = f"if the service needs no replies, keep it; otherwise remove the rule ({_revoke(r)})"
         return [_rule_finding(
             ctx, r, severity, "attempted_only_rule", "reached only by attempts",
-            f"{_rule(r)}; {ctx.in_window()} only {peers:,} {who} reached it ({_plural(r.connections, 'connection')})"
-            f" and {answer}.", fix)]
+            f"{_rule(r)}; {ctx.in_window()} only {_plural(peers, 'address', 'addresses')} reached it "
+            f"({_plural(r.connections, 'connection')}) and {_unanswered(r)}.", fix)]
     return []
 
 
@@ -520,9 +571,11 @@ def _redundant(ctx: _Context, analysis: Analysis, shadowed: set[str]) -> list[di
     for r in cand.itertuples(index=False):
         others = by_rule.get(r.rule_id, [])
         named = ", ".join(f"{o} ({n:,} of {r.connections:,})" for o, n in others[:2])
-        mutual = [o for o, _ in others if o in redundant]
-        caution = (f"; {mutual[0]} is redundant the same way, so remove one of them, not both" if mutual
-                   else "")
+        # Another finding that says to remove a rule covering this one: acting on both would cut the traffic.
+        mutual = [o for o, _ in others if o in redundant or o in shadowed]
+        kind = "shadowed" if mutual and mutual[0] in shadowed else "redundant"
+        caution = (f"; {mutual[0]} is reported for removal too (as {kind}), so remove one of them, not both"
+                   if mutual else "")
         out.append(_rule_finding(
             ctx, r, "low", "redundant_rule", "every connection also allowed elsewhere",
             f"{_rule(r)}; {ctx.in_window()} it carried {_plural(r.connections, 'connection')}, every one also "

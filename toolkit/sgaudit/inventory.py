@@ -118,6 +118,24 @@ class Inventory:
         """
         return {p["resource"]: p["detail"] for p in self.problems if p["kind"] in UNRESOLVED}
 
+    def world_rules(self) -> set[str]:
+        """IDs of the rules open to the whole internet of an address family.
+
+        That is ``0.0.0.0/0``, ``::/0``, or a prefix list whose entries together cover either
+        (``0.0.0.0/1`` and ``128.0.0.0/1`` do too).
+        """
+        world = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+        open_lists = set()
+        for pl_id, cidrs in self.prefix_lists.items():
+            nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs]
+            for version in (4, 6):
+                if world & set(ipaddress.collapse_addresses(n for n in nets if n.version == version)):
+                    open_lists.add(pl_id)
+        r = self.rules
+        cidr = (r["peer_kind"] == "cidr") & r["peer"].astype(str).str.strip().isin({"0.0.0.0/0", "::/0"})
+        listed = (r["peer_kind"] == "prefix_list") & r["peer"].isin(open_lists)
+        return set(r.loc[cidr | listed, "rule_id"])
+
 
 # --- Reading the files ------------------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 `propose` gives every rule of the inventory an action:
 
 - ``remove`` — the rule is ``unused`` (an interface carrying its group was observed and nothing matched),
-  or only ``attempted`` (unless ``keep_attempted``);
+  or only ``attempted`` (unless ``keep_attempted``), and carries none of two kinds of conversation a plan
+  keeps working anyway: one-way ICMP (`kept_sql`), and conversations whose direction is a guess, which the
+  plan keeps allowed both ways (`conversations.GUESSED_SQL`);
 - ``keep`` — the rule is already as narrow as what it carried; or there is no evidence about it
   (``unobserved``, ``unattached``, a peer outside the snapshot), which is said in its reason;
 - ``replace`` — the rule carried traffic but allows more: replacement rules cover exactly the ports that
@@ -252,10 +254,10 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
         elif status == "unattached":
             d.update(action="keep", reason="no evidence: the group is on no interface, so nothing can use the "
                                            "rule; delete the group itself if it is not needed")
-        elif status == "unused":
+        elif status == "unused" and r.rule_id not in carried:
             d.update(action="remove", reason="unused: an interface carrying the group was observed and no "
                                              "accepted conversation matched the rule")
-        elif status == "attempted" and not keep_attempted:
+        elif status == "attempted" and not keep_attempted and r.rule_id not in carried:
             n = int(usage.loc[r.rule_id, "connections"])
             d.update(action="remove", reason=f"only attempted: {n} conversation(s) matched, none answered "
                                              "(one-way traffic or a SYN answered by RST); keep_attempted would "
@@ -264,13 +266,17 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
             rows = carried.get(r.rule_id, [])
             d["carried"] = sum(c[0] for c in rows)
             narrow[r.rule_id] = rows  # type: ignore[assignment]
+            d["needed"] = _needed(status, rows)
 
     by_id = {r.rule_id: r for r in rules.itertuples(index=False)}
     members = _group_members(inv)
     vpcs = dict(zip(inv.groups["group_id"], inv.groups["vpc_id"], strict=True))
     # Rules already as narrow as what they carried are kept; their conversations need nothing more from
     # the other rules of the group (a replacement identical to a kept rule is an error at AWS, too).
-    services = {rid: _replacement(by_id[rid], rows, decisions[rid], narrow_internet) for rid, rows in narrow.items()}
+    # The snapshot's own addresses are no internet peers, whatever their range (a VPC's IPv6 is public).
+    known = {ipaddress.ip_address(a) for a in inv.addresses["address"]}
+    services = {rid: _replacement(by_id[rid], rows, decisions[rid], narrow_internet, known)
+                for rid, rows in narrow.items()}
     for rid in list(services):
         if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
             decisions[rid].update(action="keep", reason=_internet_reason(decisions[rid], "kept open")
@@ -292,7 +298,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
                                                           + ", ".join(also))
             continue
         decisions[rid]["action"] = "replace"
-        services[rid] = _replacement(by_id[rid], left, decisions[rid], narrow_internet)
+        services[rid] = _replacement(by_id[rid], left, decisions[rid], narrow_internet, known)
         _prefer_group(by_id[rid], services[rid], members, vpcs)
 
     # The budget, per group and direction.
@@ -357,44 +363,83 @@ def select(plan: Plan, analysis: Analysis, group_ids=None) -> Plan:
                    .reset_index(drop=True), inventory=inventory)
 
 
-def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tuple]]:
-    """Per rule, its kept conversations, grouped: ``(count, protocol, port, peer address, family, rules)``.
+def kept_sql(evidence: tuple[str, ...], c: str = "c") -> str:
+    """SQL: whether a conversation of `classified` (alias ``c``) is one a plan keeps working.
 
-    ``rules`` is the set of every rule that matched those conversations (in their direction), read as in
-    `sgaudit.summaries.peers`. Grouping in DuckDB keeps this as small as the distinct peers and ports.
+    Accepted with ``evidence``; or one-way ICMP, whatever ``evidence``: its error messages are one-way by
+    design (Path MTU Discovery's "fragmentation needed", ICMPv6's "packet too big", which IPv6 cannot do
+    without), flow logs carry no ICMP type to tell them from an unanswered ping, and losing them hangs
+    connections silently instead of failing them.
     """
     quoted = ", ".join("'" + e + "'" for e in evidence)
+    return f"{c}.accepted AND ({c}.evidence IN ({quoted}) OR {c}.protocol IN (1, 58))"
+
+
+def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tuple]]:
+    """Per rule, its kept conversations, grouped: ``(count, protocol, port, peer address, family, rules, why)``.
+
+    ``rules`` is the set of every rule that matched those conversations in the rule's direction, read as in
+    `sgaudit.summaries.peers`. ``why`` is ``"seen"`` for the conversations the rule carried; ``"guess"`` for
+    those whose direction is a guess (`conversations.GUESSED_SQL`) that the rule allows the other way, with
+    the port that counts that way: whichever way they really run, the plan keeps it working; ``"icmp"`` for
+    one-way ICMP (`kept_sql`). Grouping in DuckDB keeps this as small as the distinct peers and ports.
+    """
     df = analysis.con.sql(f"""
         WITH kept AS (
-            SELECT cr.conversation_id, cr.rule_id, c.protocol, c.port, c.peer_addr, c.family
+            SELECT cr.conversation_id, cr.rule_id, c.direction = 'outbound' AS is_egress, c.protocol, c.port,
+                   c.peer_addr, c.family,
+                   CASE WHEN c.evidence IN ({", ".join("'" + e + "'" for e in evidence)}) THEN 'seen'
+                        ELSE 'icmp' END AS why
             FROM conversation_rules cr JOIN classified c USING (conversation_id)
-            WHERE c.accepted AND c.evidence IN ({quoted})
+            WHERE {kept_sql(evidence)}
+            UNION ALL
+            SELECT m.conversation_id, m.rule_id, m.is_egress, c.protocol,
+                   CASE WHEN m.is_egress THEN c.peer_port ELSE c.local_port END, c.peer_addr, c.family, 'guess'
+            FROM candidates m JOIN classified c USING (conversation_id)
+            WHERE c.guessed AND m.is_egress <> (c.direction = 'outbound') AND {kept_sql(evidence)}
         ),
-        sets AS (SELECT conversation_id, list_sort(list(rule_id)) AS rules FROM kept GROUP BY conversation_id)
-        SELECT k.rule_id, k.protocol, k.port, k.peer_addr, k.family, s.rules, count(*) AS n
-        FROM kept k JOIN sets s USING (conversation_id)
+        sets AS (SELECT conversation_id, is_egress, list_sort(list(rule_id)) AS rules FROM kept GROUP BY ALL)
+        SELECT k.rule_id, k.protocol, k.port, k.peer_addr, k.family, s.rules, k.why, count(*) AS n
+        FROM kept k JOIN sets s USING (conversation_id, is_egress)
         GROUP BY ALL
     """).df()
     out: dict[str, list[tuple]] = defaultdict(list)
     for c in df.itertuples(index=False):
         port = None if pd.isna(c.port) else int(c.port)
         out[c.rule_id].append((int(c.n), int(c.protocol), port, ipaddress.ip_address(c.peer_addr), int(c.family),
-                               frozenset(c.rules)))
+                               frozenset(c.rules), c.why))
     return out
 
 
-def _services(rule, rows: list[tuple], keep_peer: bool = False) -> list[_Service]:
+def _needed(status: str, rows: list[tuple]) -> str:
+    """Why a rule carries conversations that its own status does not show (`_carried`'s ``why``), or ""."""
+    guess = sum(c[0] for c in rows if c[6] == "guess")
+    icmp = sum(c[0] for c in rows if c[6] == "icmp")
+    parts = []
+    if guess:
+        parts.append(f"{guess} of them would need it if they ran the other way: their direction is a guess (no "
+                     "handshake flags, and the rules of both directions allow them), so the plan keeps both ways "
+                     "working")
+    if icmp:
+        parts.append(f"{icmp} of them one-way ICMP, kept: flow logs carry no ICMP type, and one-way messages such as "
+                     "Path MTU Discovery's cannot be told from an unanswered ping")
+    if not parts:
+        return ""
+    lead = f"its status is {status}, but " if status in ("unused", "attempted") else ""
+    return lead + "; ".join(parts)
+
+
+def _services(rule, rows: list[tuple], internet: set = frozenset()) -> list[_Service]:
     """The exact replacement of one rule: one service per (protocol, port) seen, with its peers.
 
-    Consecutive ports with the same peers become one range (no new access). With ``keep_peer`` (a rule open
-    to the whole internet that internet addresses reached), a service that carried an internet address
-    keeps the rule's own peer and narrows only its protocol and ports; one that carried only internal
-    addresses is narrowed to them.
+    Consecutive ports with the same peers become one range (no new access). A service that carried one of
+    the ``internet`` peers (`_internet_peers` of a rule open to the whole internet) keeps the rule's own peer
+    and narrows only its protocol and ports; one that carried only other addresses is narrowed to them.
     """
     original = int(rule.protocol)
     fixed = None if rule.peer_kind == "cidr" else (rule.peer_kind, rule.peer)
     by_key: dict[tuple[int, int, int], set] = defaultdict(set)
-    for _, proto, port, peer, _, _ in rows:
+    for _, proto, port, peer, *_ in rows:
         if proto in (6, 17):
             lo = hi = int(port)
         elif original == -1:
@@ -404,7 +449,7 @@ def _services(rule, rows: list[tuple], keep_peer: bool = False) -> list[_Service
         by_key[(proto, lo, hi)].add(peer)
     out: list[_Service] = []
     for (proto, lo, hi), peers in sorted(by_key.items()):
-        own = fixed or (("cidr", rule.peer) if keep_peer and not all(_internal(p) for p in peers) else None)
+        own = fixed or (("cidr", rule.peer) if peers & internet else None)
         prev = out[-1] if out else None
         if (prev and proto in (6, 17) and prev.protocol == proto and prev.hi + 1 == lo
                 and prev.fixed == own and (own or prev.peers == peers)):
@@ -422,20 +467,20 @@ def _internal(address) -> bool:
     return any(address in net for net in INTERNAL)
 
 
-def _replacement(rule, rows: list[tuple], decision: dict, narrow_internet: bool) -> list[_Service]:
+def _replacement(rule, rows: list[tuple], decision: dict, narrow_internet: bool, known: set) -> list[_Service]:
     """`_services` for the conversations ``rows``; notes in ``decision`` the internet peers that keep the peer."""
-    internet = set() if narrow_internet else _internet_peers(rule, rows)
+    internet = set() if narrow_internet else _internet_peers(rule, rows, known)
     decision.pop("internet", None)
     if internet:
         decision["internet"] = internet
-    return _services(rule, rows, keep_peer=bool(internet))
+    return _services(rule, rows, internet)
 
 
-def _internet_peers(rule, rows: list[tuple]) -> set:
-    """The internet addresses (not `INTERNAL`) that a rule open to the whole internet carried."""
+def _internet_peers(rule, rows: list[tuple], known: set) -> set:
+    """The internet addresses (not `INTERNAL`, not ``known`` to the snapshot) a rule open to the internet carried."""
     if rule.peer_kind != "cidr" or _peer_value("cidr", rule.peer) not in WORLD:
         return set()
-    return {peer for _, _, _, peer, _, _ in rows if not _internal(peer)}
+    return {peer for _, _, _, peer, *_ in rows if not _internal(peer) and peer not in known}
 
 
 def _internet_reason(d: dict, what: str) -> str:
@@ -507,7 +552,9 @@ def _fit_ports(svcs: list[_Service], room: int) -> list[_Service]:
 
     Only when the services alone exceed the room: each needs at least one rule. The gap between two
     neighbours does not change when either merges with its other neighbour, so taking the smallest gaps
-    first is the greedy order.
+    first is the greedy order; neighbours of one kind (both keeping the rule's own peer, or both narrowed to
+    peers) go before mixed ones. A merged range keeps the rule's own peer when either part did: a port the
+    internet reached must stay open to it (the rule's own peer is never wider than the rule).
     """
     excess = len(svcs) - max(room, 0)
     if excess <= 0:
@@ -520,8 +567,8 @@ def _fit_ports(svcs: list[_Service], room: int) -> list[_Service]:
         if key[1] not in (6, 17):
             continue
         chain.sort(key=lambda s: s.lo)
-        gaps += [(b.lo - a.hi - 1, key, i) for i, (a, b) in enumerate(pairwise(chain))]
-    join = {(key, i) for _, key, i in sorted(gaps)[:excess]}
+        gaps += [(a.fixed != b.fixed, b.lo - a.hi - 1, key, i) for i, (a, b) in enumerate(pairwise(chain))]
+    join = {(key, i) for _, _, key, i in sorted(gaps)[:excess]}
     out = []
     for key, chain in chains.items():
         current = chain[0]
@@ -530,6 +577,7 @@ def _fit_ports(svcs: list[_Service], room: int) -> list[_Service]:
             if (key, i) in join:
                 current.hi = nxt.hi
                 current.peers |= nxt.peers
+                current.fixed = current.fixed or nxt.fixed
             else:
                 current = nxt
                 out.append(current)
@@ -670,6 +718,8 @@ def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: di
                 reason += ", as a referenced group whose every address lies inside the old CIDR"
         if "also" in d and d["action"] == "replace":
             reason += f"; {d['also'][0]} of them are also allowed by kept rule(s) {', '.join(d['also'][1])}"
+        if d.get("needed") and d["action"] in ("replace", "keep"):
+            reason += f"; {d['needed']}"
         rows.append({"group_id": r.group_id, "group_name": "" if pd.isna(r.group_name) else r.group_name,
                      "rule_id": r.rule_id, "direction": "egress" if r.is_egress else "ingress",
                      "status": d["status"], "action": d["action"],
@@ -739,9 +789,14 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
                    "like working ones, scanners included: rules that only scanners reached stay open to them.")
     else:
         out.append(f"Only-attempted conversations ({attempted}: one-way traffic, SYNs answered by RST) are not "
-                   "kept: rules only attempted are removed and replacements leave them out. One-way UDP (syslog, "
-                   "metrics, SNMP traps) looks exactly like this; to keep it, run sgaudit plan --keep-attempted "
-                   "(keep_attempted=True from Python).")
+                   "kept, one-way ICMP apart (Path MTU Discovery needs it): rules only attempted are removed and "
+                   "replacements leave them out. One-way UDP (syslog, metrics, SNMP traps) looks exactly like this; "
+                   "to keep it, run sgaudit plan --keep-attempted (keep_attempted=True from Python).")
+    guessed = int(analysis.con.sql("SELECT count(*) FROM classified WHERE guessed").fetchall()[0][0])
+    if guessed:
+        out.append(f"{guessed} conversation(s) had no handshake flags, and rules of both directions allow them: "
+                   "their direction is a guess from their ports, so the plan keeps them allowed both ways, and "
+                   "a rule that only they need the other way is narrowed, not removed.")
     if plan.narrow_internet:
         out.append("Rules open to the internet are narrowed to the internet addresses of the window "
                    "(--narrow-internet), scanners that completed a handshake included: a client that did not come "
@@ -755,8 +810,8 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
     untracked = _untracked(inv, set(a.loc[a["action"] != "keep", "rule_id"]))
     out.append("Security groups track connections: a connection open when a rule is revoked goes on until it "
                "closes or idles out (TCP: 5 days by default), so a mistake may show days later; but flows the group "
-               "does not track, TCP or UDP under a rule open to 0.0.0.0/0 or ::/0 with an allow-all rule in the "
-               f"other direction, are cut at once ({untracked} of the rules to replace or remove are such).")
+               "does not track, TCP or UDP under a rule open to 0.0.0.0/0 or ::/0 with a rule of the other direction "
+               f"letting every port back, are cut at once ({untracked} of the rules to replace or remove are such).")
     out.append("REJECT records are never usage, and flow logs do not say whether a group or a network ACL "
                "rejected: traffic a network ACL blocks today never reaches a rule, so a rule it needs once the "
                "ACL is opened looks unused here; traffic through NAT gateways, load balancers or peering shows the "
@@ -803,19 +858,28 @@ def _over_quota(rules: pd.DataFrame) -> list[str]:
 
 
 def _untracked(inv: Inventory, rule_ids: set[str]) -> int:
-    """How many of ``rule_ids`` are world-open TCP/UDP rules whose interfaces allow all in the other direction."""
+    """How many of ``rule_ids`` are one half of a pair of rules whose flows the group does not track.
+
+    AWS does not track a TCP or UDP flow that a rule allows from (to) 0.0.0.0/0 or ::/0 when a rule of the
+    other direction allows all its responses: the same protocol (or -1), the same peer, every port. Either
+    rule of such a pair, revoked or replaced, cuts those flows at once: the request's rule, or the one that
+    lets the responses through.
+    """
     r = inv.rules
-    allow_all = r[(r["protocol"] == -1) & r["peer"].isin(WORLD)]
+    world = r[r["peer"].isin(WORLD) & r["protocol"].isin((-1, 6, 17))]
     ig = inv.interface_groups
+
+    def all_ports(rule) -> bool:
+        return rule.protocol == -1 or _ports(int(rule.protocol), int(rule.from_port), int(rule.to_port)) == (0, 65535)
+
     count = 0
-    for rule in r[r["rule_id"].isin(rule_ids)].itertuples(index=False):
-        if rule.peer not in WORLD or rule.protocol not in (-1, 6, 17):
-            continue
+    for rule in world[world["rule_id"].isin(rule_ids)].itertuples(index=False):
         ifaces = set(ig.loc[ig["group_id"] == rule.group_id, "interface_id"])
         groups = set(ig.loc[ig["interface_id"].isin(ifaces), "group_id"])
-        opposite = allow_all[(allow_all["is_egress"] != rule.is_egress) & allow_all["group_id"].isin(groups)
-                             & (allow_all["peer"] == rule.peer)]
-        count += bool(len(opposite))
+        opposite = world[(world["is_egress"] != rule.is_egress) & world["group_id"].isin(groups)
+                         & (world["peer"] == rule.peer)]
+        count += any((o.protocol == rule.protocol or -1 in (o.protocol, rule.protocol))
+                     and (all_ports(o) or all_ports(rule)) for o in opposite.itertuples(index=False))
     return count
 
 
@@ -826,10 +890,12 @@ def verify(analysis: Analysis, plan: Plan) -> pd.DataFrame:
     """The observed conversations the plan would lose, found by re-running the attribution with its rules.
 
     Every accepted conversation that some rule explained with evidence the plan keeps (``established``,
-    ``inferred``, and ``attempted`` with ``keep_attempted``) is looked up, by (interface, protocol, local
-    port, peer, peer port), in `Analysis.reanalyze` with ``plan.inventory`` on the same records. It is lost
-    when no rule explains it there, or when its direction changed (flag-less traffic takes its direction
-    from the rules; a changed direction is another rule's traffic).
+    ``inferred``, and ``attempted`` with ``keep_attempted``; one-way ICMP always, see `kept_sql`) is looked
+    up, by (interface, protocol, local port, peer, peer port), in `Analysis.reanalyze` with
+    ``plan.inventory`` on the same records. It is lost when no rule explains it there, when its direction
+    changed (flag-less traffic takes its direction from the rules; a changed direction is another rule's
+    traffic), or when its direction was a guess that rules of both directions allowed and only one
+    direction still allows it (it may run the other way).
 
     Parameters
     ----------
@@ -843,13 +909,12 @@ def verify(analysis: Analysis, plan: Plan) -> pd.DataFrame:
         One row per lost conversation (`LOST_COLUMNS`, ``why`` says how); no rows means the plan keeps
         every one of them on these records. ``attrs["checked"]`` and ``attrs["lost"]`` are the counts.
     """
-    kept = ", ".join("'" + e + "'" for e in plan.kept_evidence)
     before = analysis.con.sql(f"""
         SELECT c.interface_id, c.direction, c.protocol, c.local_port, c.peer_addr AS peer, c.peer_port, c.port,
-               c.evidence, r.rules AS rules_before
+               c.evidence, r.rules AS rules_before, c.guessed
         FROM classified c
         JOIN conversation_rule_list r USING (conversation_id)
-        WHERE c.accepted AND c.evidence IN ({kept})
+        WHERE {kept_sql(plan.kept_evidence)}
     """).df()
     again = analysis.reanalyze(plan.inventory)
     try:
@@ -857,21 +922,24 @@ def verify(analysis: Analysis, plan: Plan) -> pd.DataFrame:
         lost = again.con.sql("""
             WITH after AS (
                 SELECT c.interface_id, c.protocol, c.local_port, c.peer_addr, c.peer_port, c.direction, c.n_rules,
-                       coalesce(r.rules, '') AS rules
+                       c.guessed, coalesce(r.rules, '') AS rules
                 FROM classified c
                 LEFT JOIN conversation_rule_list r USING (conversation_id)
                 WHERE c.accepted
             )
             SELECT b.*, coalesce(a.rules, '') AS rules_after,
                    CASE WHEN a.interface_id IS NULL THEN 'not in the re-run'
+                        WHEN a.n_rules = 0 THEN 'no proposed or kept rule allows it'
                         WHEN a.direction <> b.direction THEN 'direction changed: ' || b.direction || ' -> '
                                                              || a.direction
-                        ELSE 'no proposed or kept rule allows it' END AS why
+                        ELSE 'its direction is a guess (no handshake flags, and rules of both directions allowed '
+                             || 'it): no proposed or kept rule allows it the other way' END AS why
             FROM _before b
             LEFT JOIN after a ON a.interface_id = b.interface_id AND a.protocol = b.protocol
                 AND a.local_port IS NOT DISTINCT FROM b.local_port AND a.peer_addr = b.peer
                 AND a.peer_port IS NOT DISTINCT FROM b.peer_port
             WHERE a.interface_id IS NULL OR a.n_rules = 0 OR a.direction <> b.direction
+                OR (b.guessed AND NOT a.guessed)
             ORDER BY b.interface_id, b.direction, b.protocol, b.port, b.peer, b.peer_port
         """).df()
         again.con.unregister("_before")

@@ -22,10 +22,6 @@ from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 if TYPE_CHECKING:
     from .analysis import Analysis
 
-#: Peers that mean "the whole internet".
-WORLD = {"0.0.0.0/0", "::/0"}
-
-
 def rules(analysis: Analysis) -> pd.DataFrame:
     """SPEC's usage table plus what a reader needs beside it: the rule's description, the group's VPC.
 
@@ -74,13 +70,16 @@ def rules_by_status(usage: pd.DataFrame) -> pd.DataFrame:
 
 
 def world_open(analysis: Analysis) -> pd.DataFrame:
-    """Ingress rules open to the whole internet (0.0.0.0/0, ::/0) and what actually reached them.
+    """Ingress rules open to the whole internet and what actually reached them.
+
+    Open to the whole internet: 0.0.0.0/0, ::/0, or a prefix list whose entries cover either
+    (`Inventory.world_rules`).
 
     ``established_peers``/``inferred_peers`` answered a handshake or talked both ways; ``attempt_peers``
     only knocked (a SYN answered by RST, or nothing back): scanners, typically.
     """
     u = rules(analysis)
-    u = u[(u["direction"] == "ingress") & u["peer"].isin(WORLD)]
+    u = u[(u["direction"] == "ingress") & u["rule_id"].isin(analysis.inventory.world_rules())]
     per_evidence = analysis.con.sql("""
         SELECT cr.rule_id,
                count(DISTINCT CASE WHEN c.evidence = 'established' THEN c.peer_addr END) AS established_peers,
