@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import sgaudit
 from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log, write_text
+from sgaudit import plan, summaries
 
 SERVER, CLIENT = "10.0.0.5", "198.51.100.7"
 
@@ -228,6 +229,30 @@ def test_a_capped_listing_says_how_many_it_left_out(tmp_path, monkeypatch):
     assert listed["kind"].tolist() == ["malformed_record", "malformed_record", "listing_truncated"]
     assert listed["line"].tolist()[:2] == [3, 4] and str(listed["line"].dtype) == "Int64"
     assert "2 of the 3 malformed records of this file are listed (the first ones)" in listed["detail"].iloc[2]
+
+
+def test_lines_the_reader_cannot_type_are_listed_up_to_the_cap_and_all_counted(tmp_path, monkeypatch):
+    # A delivery of millions of bad lines made a problems table of millions of rows (4 GB). The listing is
+    # capped like the malformed records' one; the count, a repeated header past the cap and the warning
+    # are not.
+    monkeypatch.setattr(sgaudit.analysis, "_LISTED_LINES", 2)
+    monkeypatch.setattr(sgaudit.analysis, "_LISTED_FILES", 1)
+    inv = web_snapshot().write(tmp_path / "inv")
+    header = " ".join(V5)
+    one = write_text(tmp_path / "a.log.gz", [header, line(GOOD[0], V5), "garbage 1", "garbage 2", "garbage 3",
+                                             header, line(GOOD[1], V5)])
+    two = write_text(tmp_path / "b.log.gz", [header, "garbage 4", line(GOOD[0], V5)])
+    result = sgaudit.analyze([one, two], inv)
+    assert quality(result)["malformed"] == 4 and quality(result)["total"] == 7
+    p = result.problems
+    mine = p[p["resource"] == str(one)]
+    assert mine["kind"].tolist() == ["malformed_line", "malformed_line", "repeated_header", "listing_truncated"]
+    assert mine["line"].tolist()[:3] == [3, 4, 6]
+    assert "2 of the 3 lines of this file the reader could not type are listed" in mine["detail"].iloc[3]
+    assert p.loc[p["resource"] == str(two), "kind"].tolist() == ["listing_truncated"]
+    assert "listed for 1 of 2 files" in p.loc[p["resource"] == "files", "detail"].item()
+    assert any("4 of the 7 records read (57%) are malformed" in w for w in summaries.warnings(result))
+    assert any("4 of the 7 records read were malformed" in x for x in plan.propose(result).limits)
 
 
 def test_analyze_needs_flow_logs_and_takes_a_format_as_a_list(tmp_path):

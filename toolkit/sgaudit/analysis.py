@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -110,6 +111,9 @@ class Analysis:
     _timelines: dict = field(default_factory=dict, repr=False)
     #: The arguments of the `analyze` call that made this, for `reanalyze`.
     call: dict = field(default_factory=dict, repr=False)
+    #: Lines the reader could not type (header lines seen again apart): malformed records, all counted,
+    #: the first ones listed in the problems table.
+    untyped_lines: int = field(default=0, repr=False)
 
     @cached_property
     def observed(self) -> set[str]:
@@ -145,7 +149,7 @@ class Analysis:
     def quality(self) -> pd.DataFrame:
         """Records by bucket; the ``total`` row is the records read, and the buckets add up to it."""
         counts = dict(self.con.sql("SELECT bucket, sum(records) FROM buckets GROUP BY 1").fetchall())
-        untyped = sum(1 for p in self.problems_list if p["kind"] == "malformed_line")
+        untyped = self.untyped_lines
         counts["malformed"] = counts.get("malformed", 0) + untyped
         rows = [{"bucket": b, "records": int(counts.get(b, 0) or 0), "meaning": meaning}
                 for b, meaning in conversations.BUCKETS.items()]
@@ -426,14 +430,7 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
         statements = engines.reduce_with_engine(engine, con, files, Path(tmpdir), lo, hi,
                                                 result.call.get("engine_options"), progress)
     by_path = {str(f.path): f for f in files}
-    for path, line, text, reason in records.rejected_lines(con):
-        if _is_own_header(by_path.get(path), line, text):
-            problems.append({"kind": "repeated_header", "resource": path, "line": line, "value": text[:300],
-                             "detail": "the file's header line again (files joined with cat, or blank lines "
-                                       "before the header): not a record, passed over"})
-            continue
-        problems.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
-                         "detail": reason})
+    problems += _untyped_lines(con, by_path, result)
 
     matching.load_inventory_tables(con, inv)
     _conversations(con, statements)
@@ -507,6 +504,40 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
         con.execute(conversations.CONVERSATIONS_RAW_SQL)
     con.execute(conversations.CONVERSATIONS_SQL)
     con.execute(conversations.BUCKETS_SQL)
+
+
+def _untyped_lines(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile],
+                   result: Analysis) -> list[dict]:
+    """The lines the reader could not type, as problems; their count (headers apart) in ``result``.
+
+    Listed as the malformed records are (the first `_LISTED_LINES` of the first `_LISTED_FILES` files, a
+    ``listing_truncated`` row saying how many more), so that a delivery of millions of bad lines does not
+    make a problems table of millions of rows; the quality table counts every one.
+    """
+    listed, counts = records.rejected_lines(con, _LISTED_LINES, _LISTED_FILES)
+    out, headers, shown = [], defaultdict(int), defaultdict(int)
+    for path, line, text, reason, within in listed:
+        if _is_own_header(by_path.get(path), line, text):
+            headers[path] += 1
+            out.append({"kind": "repeated_header", "resource": path, "line": line, "value": text[:300],
+                        "detail": "the file's header line again (files joined with cat, or blank lines "
+                                  "before the header): not a record, passed over"})
+        elif within:
+            shown[path] += 1
+            out.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
+                        "detail": reason})
+    bad = {path: n - headers[path] for path, n in counts.items() if n > headers[path]}
+    result.untyped_lines = sum(bad.values())
+    for path, n in sorted(bad.items()):
+        if shown[path] < n:
+            out.append({"kind": "listing_truncated", "resource": path,
+                        "detail": f"{shown[path]:,} of the {n:,} lines of this file the reader could not type are "
+                                  "listed; the quality table counts them all"})
+    if len(bad) > _LISTED_FILES:
+        out.append({"kind": "listing_truncated", "resource": "files",
+                    "detail": f"lines the reader could not type are listed for {_LISTED_FILES} of {len(bad):,} "
+                              "files; the quality table counts them all"})
+    return out
 
 
 def _malformed_records(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile], workdir: Path,

@@ -816,6 +816,12 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
                "rejected: traffic a network ACL blocks today never reaches a rule, so a rule it needs once the "
                "ACL is opened looks unused here; traffic through NAT gateways, load balancers or peering shows the "
                "addresses AWS writes, which the plan keeps as it saw them.")
+    q = analysis.quality.set_index("bucket")["records"]
+    malformed = int(q.get("malformed", 0))
+    if malformed:
+        out.append(f"{malformed:,} of the {int(q.get('total', 0)):,} records read were malformed (the problems "
+                   "table lists them): their traffic is not in this plan, so a rule only they used looks unused "
+                   "and is removed.")
     unexplained = len(analysis.unexplained)
     if unexplained:
         out.append(f"{unexplained} accepted conversation(s) no rule of the snapshot explains (a rule changed "

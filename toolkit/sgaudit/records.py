@@ -145,26 +145,58 @@ def original_path(path: str) -> str:
     return _unpacked.get(path, path)
 
 
-def rejected_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int, str, str]]:
-    """Every line the reader could not type, once each: (file, line, text, reason).
+#: A line made only of lowercase words (letters, digits, ``-``, ``_``): maybe a header line, which the
+#: caller must see whatever the listing's cap (a repeated header is passed over, another format is an error).
+_HEADERISH = r"^\s*[a-z][a-z0-9_-]*(\s+[a-z][a-z0-9_-]*)*\s*$"
+
+
+def rejected_lines(con: duckdb.DuckDBPyConnection, per_file: int, files: int
+                   ) -> tuple[list[tuple[str, int, str, str, bool]], dict[str, int]]:
+    """The lines the reader could not type: some listed, all counted.
 
     A line can fail in several columns at once; it is one malformed record, reported with its first
     reason. CloudWatch exports are reported against the JSON file, with the event's index as line - 1.
+
+    Parameters
+    ----------
+    per_file, files : int
+        The listing's cap: the first ``per_file`` lines of each of the first ``files`` files. Lines that
+        may be header lines are returned too, whatever the cap, so that none is counted as malformed.
+
+    Returns
+    -------
+    listed : list of (file, line, text, reason, within_cap)
+    counts : dict
+        File → how many lines of it the reader could not type (listed or not).
     """
     try:
-        rows = con.sql(
-            """
-            SELECT s.file_path, e.line, first(e.csv_line ORDER BY e.column_idx),
-                   first(e.error_type ORDER BY e.column_idx), first(e.column_name ORDER BY e.column_idx),
-                   first(e.error_message ORDER BY e.column_idx)
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE rejected_line AS
+            SELECT s.file_path, e.line, first(e.csv_line ORDER BY e.column_idx) AS text,
+                   first(e.error_type ORDER BY e.column_idx) AS kind,
+                   first(e.column_name ORDER BY e.column_idx) AS column_name,
+                   first(e.error_message ORDER BY e.column_idx) AS message
             FROM reject_errors e JOIN reject_scans s USING (scan_id, file_id)
-            GROUP BY ALL ORDER BY 1, 2
-            """
-        ).fetchall()
+            GROUP BY ALL
+        """)
     except duckdb.CatalogException:
-        return []  # no text scan ran, so there is no rejects table
-    return [(original_path(f), int(n), str(t).strip(), _reason(kind, column, message))
-            for f, n, t, kind, column, message in rows]
+        return [], {}  # no text scan ran, so there is no rejects table
+    rows = con.sql(f"""
+        WITH ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY file_path ORDER BY line) AS k,
+                   dense_rank() OVER (ORDER BY file_path) AS f
+            FROM rejected_line
+        )
+        SELECT file_path, line, text, kind, column_name, message, k <= {int(per_file)} AND f <= {int(files)}
+        FROM ranked
+        WHERE (k <= {int(per_file)} AND f <= {int(files)}) OR regexp_matches(text, '{_HEADERISH}')
+        ORDER BY 1, 2
+    """).fetchall()
+    counts = dict(con.sql("SELECT file_path, count(*) FROM rejected_line GROUP BY 1").fetchall())
+    con.execute("DROP TABLE rejected_line")
+    return ([(original_path(f), int(n), str(t).strip(), _reason(kind, column, message), bool(within))
+             for f, n, t, kind, column, message, within in rows],
+            {original_path(f): int(n) for f, n in counts.items()})
 
 
 #: What a value of each type the reader casts to must be, in words.

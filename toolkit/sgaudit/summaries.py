@@ -295,7 +295,17 @@ def warnings(analysis: Analysis) -> list[str]:
         else:
             out.append("no interface of the snapshot was observed in the window: every rule is unobserved or "
                        "unattached.")
+    if 0 < malformed < total and malformed >= MALFORMED_SHARE * total:
+        # AWS writes no malformed record: a share like this is a wrong --format or damaged files, and the
+        # traffic of those records is missing from every result (a plan would remove rules it used).
+        out.append(f"{malformed:,} of the {total:,} records read ({malformed / total:.0%}) are malformed and left "
+                   "out (the problems table lists them): rules their traffic used may look unused; check --format "
+                   "for files without a header line, or the files themselves.")
     return out
+
+
+#: The share of malformed records above which `warnings` says so: AWS's own logs have none.
+MALFORMED_SHARE = 0.01
 
 
 def duration(td: pd.Timedelta) -> str:
