@@ -235,6 +235,17 @@ def test_a_group_without_traffic_still_gets_a_button_and_says_so():
     assert menu[0].args[1]["annotations"] == []
 
 
+def test_rule_timeline_menu_keeps_the_busiest_groups_and_says_how_many_it_left_out():
+    # Every entry of the menu carries a flag per trace: past max_groups, only the busiest groups are in it.
+    fig = figures.rule_timeline(timeline(), rules_frame(), max_groups=1)
+    assert not fig.layout.updatemenus and [t.visible for t in fig.data] == [True, True]
+    assert fig.layout.title.text.endswith("sg-0a1 (web)")
+    assert fig.layout.title.subtitle.text.endswith("the busiest 1 of 3 groups are in the menu; draw another "
+                                                   "with group_id=")
+    two = buttons(figures.rule_timeline(timeline(), rules_frame(), max_groups=2))
+    assert [b.label for b in two][0] == "sg-0a1 (web)" and len(two) == 2
+
+
 def test_rule_timeline_of_one_quiet_group_shows_the_empty_state():
     fig = figures.rule_timeline(timeline(), rules_frame(), "sg-0b2")
     assert len(fig.data) == 0

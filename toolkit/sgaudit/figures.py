@@ -301,7 +301,7 @@ def _timeline_note(drawn: int, total: int) -> str:
     return f"{drawn:,} of {_count(total, 'rule')} matched connections{rest}"
 
 
-def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None) -> go.Figure:
+def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None, max_groups: int = 60) -> go.Figure:
     """Connections per rule and time bucket for a group, or for every group behind a dropdown.
 
     Parameters
@@ -314,6 +314,10 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None) ->
     group_id : str, optional
         Draw this group only (no dropdown). Default: every group of `rules`, the first one shown and a
         dropdown to pick another.
+    max_groups : int
+        At most this many groups in the dropdown, the busiest (most connections) kept, the subtitle saying
+        how many were left out: every entry of a dropdown carries a flag for every trace of the figure, so
+        the figure grows as groups × rules (85 MB of dropdown alone at 800 groups).
 
     Returns
     -------
@@ -337,6 +341,14 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None) ->
         _check_group(group_id, groups)
         groups = [group_id]
     connections, bytes_ = _rule_series(timeline, rules)
+    left_out = ""
+    if len(groups) > max_groups:
+        per_rule = connections.sum()
+        busy = rules.assign(n=rules["rule_id"].map(per_rule).fillna(0)).groupby("group_id")["n"].sum()
+        keep = set(sorted(groups, key=lambda g: (-busy.get(g, 0), labels[g]))[:max_groups])
+        left_out = (f" · the busiest {max_groups} of {len(groups):,} groups are in the menu; draw another with "
+                    "group_id=")
+        groups = [g for g in groups if g in keep]
     x = _naive_utc(timeline.times)
     fig, spans, titles, notes, messages = go.Figure(), [], [], [], []
     for gid in groups:
@@ -344,7 +356,7 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None) ->
         drawn = _add_rule_traces(fig, mine, x, connections, bytes_)
         spans.append((len(fig.data) - drawn, drawn))
         titles.append(f"Connections per rule, {every} — {as_text(labels[gid])}")
-        notes.append(_timeline_note(drawn, len(mine)))
+        notes.append(_timeline_note(drawn, len(mine)) + left_out)
         messages.append([] if drawn else [_message("No matched connections in the window")])
     for i, trace in enumerate(fig.data):
         trace.visible = spans[0][0] <= i < spans[0][0] + spans[0][1]
