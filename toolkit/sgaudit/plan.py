@@ -900,20 +900,24 @@ def _untracked(inv: Inventory, rule_ids: set[str]) -> int:
     lets the responses through.
     """
     r = inv.rules
-    world = r[r["peer"].isin(WORLD) & r["protocol"].isin((-1, 6, 17))]
+    world = list(r[r["peer"].isin(WORLD) & r["protocol"].isin((-1, 6, 17))].itertuples(index=False))
     ig = inv.interface_groups
+    ifaces_of = ig.groupby("group_id")["interface_id"].apply(set).to_dict()
+    groups_of = ig.groupby("interface_id")["group_id"].apply(set).to_dict()
+    by_group = defaultdict(list)
+    for o in world:
+        by_group[o.group_id].append(o)
 
     def all_ports(rule) -> bool:
         return rule.protocol == -1 or _ports(int(rule.protocol), int(rule.from_port), int(rule.to_port)) == (0, 65535)
 
     count = 0
-    for rule in world[world["rule_id"].isin(rule_ids)].itertuples(index=False):
-        ifaces = set(ig.loc[ig["group_id"] == rule.group_id, "interface_id"])
-        groups = set(ig.loc[ig["interface_id"].isin(ifaces), "group_id"])
-        opposite = world[(world["is_egress"] != rule.is_egress) & world["group_id"].isin(groups)
-                         & (world["peer"] == rule.peer)]
-        count += any((o.protocol == rule.protocol or -1 in (o.protocol, rule.protocol))
-                     and (all_ports(o) or all_ports(rule)) for o in opposite.itertuples(index=False))
+    for rule in (w for w in world if w.rule_id in rule_ids):
+        # The groups beside this rule's group on any of its interfaces (its own included).
+        groups = set().union(*(groups_of[i] for i in ifaces_of.get(rule.group_id, ())))
+        count += any(o.is_egress != rule.is_egress and o.peer == rule.peer
+                     and (o.protocol == rule.protocol or -1 in (o.protocol, rule.protocol))
+                     and (all_ports(o) or all_ports(rule)) for g in groups for o in by_group[g])
     return count
 
 
