@@ -430,7 +430,8 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
         statements = engines.reduce_with_engine(engine, con, files, Path(tmpdir), lo, hi,
                                                 result.call.get("engine_options"), progress)
     by_path = {str(f.path): f for f in files}
-    problems += _untyped_lines(con, by_path, result)
+    untyped, result.untyped_lines = _untyped_lines(con, by_path)
+    problems += untyped
 
     matching.load_inventory_tables(con, inv)
     _conversations(con, statements)
@@ -506,9 +507,9 @@ def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:
     con.execute(conversations.BUCKETS_SQL)
 
 
-def _untyped_lines(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile],
-                   result: Analysis) -> list[dict]:
-    """The lines the reader could not type, as problems; their count (headers apart) in ``result``.
+def _untyped_lines(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile]
+                   ) -> tuple[list[dict], int]:
+    """The lines the reader could not type, as problems, and how many of them are malformed (headers apart).
 
     Listed as the malformed records are (the first `_LISTED_LINES` of the first `_LISTED_FILES` files, a
     ``listing_truncated`` row saying how many more), so that a delivery of millions of bad lines does not
@@ -527,7 +528,6 @@ def _untyped_lines(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.Fl
             out.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
                         "detail": reason})
     bad = {path: n - headers[path] for path, n in counts.items() if n > headers[path]}
-    result.untyped_lines = sum(bad.values())
     for path, n in sorted(bad.items()):
         if shown[path] < n:
             out.append({"kind": "listing_truncated", "resource": path,
@@ -537,7 +537,7 @@ def _untyped_lines(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.Fl
         out.append({"kind": "listing_truncated", "resource": "files",
                     "detail": f"lines the reader could not type are listed for {_LISTED_FILES} of {len(bad):,} "
                               "files; the quality table counts them all"})
-    return out
+    return out, sum(bad.values())
 
 
 def _malformed_records(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.FlowLogFile], workdir: Path,

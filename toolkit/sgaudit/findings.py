@@ -193,12 +193,8 @@ def _guessed(analysis: Analysis) -> dict[str, int]:
     ports (SPEC), which can be wrong; a rule of the other direction may be what it really needs
     (`conversations.GUESSED_SQL`, and `sgaudit plan` keeps both ways).
     """
-    df = analysis.con.sql("""
-        SELECT m.rule_id, count(DISTINCT m.conversation_id) AS n
-        FROM candidates m JOIN classified c USING (conversation_id)
-        WHERE c.guessed AND m.is_egress <> (c.direction = 'outbound')
-        GROUP BY m.rule_id
-    """).df()
+    df = analysis.con.sql("SELECT rule_id, count(DISTINCT conversation_id) AS n FROM guessed_other_way "
+                          "GROUP BY rule_id").df()
     return dict(zip(df["rule_id"], df["n"].astype(int), strict=True))
 
 

@@ -58,6 +58,8 @@ PEER_KEYS = ("CidrIpv4", "CidrIpv6", "PrefixListId", "ReferencedGroupInfo")
 #: Problems that leave a rule's peers unknown (a referenced group or prefix list outside the snapshot): such
 #: a rule could match nothing, so its status says nothing about its use.
 UNRESOLVED = ("referenced_group_unresolved", "prefix_list_entries_missing")
+#: Peers that mean "the whole internet" of an address family.
+WORLD = frozenset({"0.0.0.0/0", "::/0"})
 #: Rule columns → the AWS field they come from, to name what differs between two copies of a rule.
 RULE_FIELDS = {"group_id": "GroupId", "is_egress": "IsEgress", "ip_protocol": "IpProtocol",
                "protocol": "IpProtocol", "from_port": "FromPort", "to_port": "ToPort", "peer_kind": "peer",
@@ -124,7 +126,7 @@ class Inventory:
         That is ``0.0.0.0/0``, ``::/0``, or a prefix list whose entries together cover either
         (``0.0.0.0/1`` and ``128.0.0.0/1`` do too).
         """
-        world = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
+        world = {ipaddress.ip_network(n) for n in WORLD}
         open_lists = set()
         for pl_id, cidrs in self.prefix_lists.items():
             nets = [ipaddress.ip_network(c.strip(), strict=False) for c in cidrs]
@@ -132,7 +134,7 @@ class Inventory:
                 if world & set(ipaddress.collapse_addresses(n for n in nets if n.version == version)):
                     open_lists.add(pl_id)
         r = self.rules
-        cidr = (r["peer_kind"] == "cidr") & r["peer"].astype(str).str.strip().isin({"0.0.0.0/0", "::/0"})
+        cidr = (r["peer_kind"] == "cidr") & r["peer"].astype(str).str.strip().isin(WORLD)
         listed = (r["peer_kind"] == "prefix_list") & r["peer"].isin(open_lists)
         return set(r.loc[cidr | listed, "rule_id"])
 

@@ -67,7 +67,7 @@ def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> Non
             fam, lo, hi = cidr_range(c)
             shift = (32 if fam == 4 else 128) - BUCKET_BITS[fam]
             if lo >> shift == hi >> shift:
-                narrow.append((pl_id, fam, str(lo >> shift), str(lo), str(hi)))
+                narrow.append((pl_id, fam, lo >> shift, lo, hi))
             else:
                 wide[pl_id].append((fam, str(lo), str(hi)))
     ranges = []
@@ -82,15 +82,7 @@ def load_inventory_tables(con: duckdb.DuckDBPyConnection, inv: Inventory) -> Non
         SELECT r.interface_id, r.rule_id, r.is_egress, r.protocol, r.from_port, r.to_port, p.family, p.lo, p.hi
         FROM iface_rules r JOIN rule_ranges p ON p.rule_id = r.rule_id
     """)
-    df = pd.DataFrame(narrow, columns=["prefix_list_id", "family", "bucket", "lo", "hi"]).astype(str)
-    con.register("_df", df)
-    con.execute("""
-        CREATE OR REPLACE TABLE list_ranges AS
-        SELECT prefix_list_id, CAST(family AS TINYINT) AS family, CAST(bucket AS UHUGEINT) AS bucket,
-               CAST(lo AS UHUGEINT) AS lo, CAST(hi AS UHUGEINT) AS hi
-        FROM _df
-    """)
-    con.unregister("_df")
+    _put_ranges(con, "list_ranges", "prefix_list_id", narrow, columns=("family", "bucket", "lo", "hi"))
 
     # A referenced group's members: every address converted once, however many groups it is in.
     members = inv.interface_groups.merge(inv.addresses, on="interface_id")[["group_id", "address"]]
@@ -181,6 +173,13 @@ CREATE OR REPLACE VIEW conversation_rules AS
 SELECT m.conversation_id, m.rule_id
 FROM candidates m JOIN classified c USING (conversation_id)
 WHERE m.is_egress = (c.direction = 'outbound')
+;
+-- The rules of the other direction that allow a conversation whose direction is a guess
+-- (`conversations.GUESSED_SQL`): it may run that way, so the plan keeps them and the findings say so.
+CREATE OR REPLACE VIEW guessed_other_way AS
+SELECT m.conversation_id, m.rule_id, m.is_egress
+FROM candidates m JOIN classified c USING (conversation_id)
+WHERE c.guessed AND m.is_egress <> (c.direction = 'outbound')
 ;
 -- The same as one line per conversation, its rule IDs space-separated in order: what the tables show.
 CREATE OR REPLACE VIEW conversation_rule_list AS

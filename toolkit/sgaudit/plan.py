@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from .errors import SgauditError, as_list, whole_number
-from .inventory import PROTOCOL_NAMES, check_group_ids, protocol_number
+from .inventory import PROTOCOL_NAMES, WORLD, check_group_ids, protocol_number
 from .output import md_escape
 
 if TYPE_CHECKING:
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 
 #: Evidence that a conversation worked: what every plan keeps.
 KEPT_EVIDENCE = ("established", "inferred")
-#: Peers that mean "the whole internet".
-WORLD = {"0.0.0.0/0", "::/0"}
 #: Addresses that are not the internet's: private (RFC 1918), shared (RFC 6598, carrier-grade NAT), loopback,
 #: link-local and unique local IPv6. Every other address a world-open rule carried is an internet peer.
 #: (Documentation ranges such as 198.51.100.0/24 count as the internet: examples use them for it.)
@@ -385,7 +383,12 @@ def select(plan: Plan, analysis: Analysis, group_ids=None) -> Plan:
                    .reset_index(drop=True), inventory=inventory)
 
 
-def kept_sql(evidence: tuple[str, ...], c: str = "c") -> str:
+def _quoted(evidence: tuple[str, ...]) -> str:
+    """Evidence levels as an SQL list: ``'established', 'inferred'``."""
+    return ", ".join("'" + e + "'" for e in evidence)
+
+
+def kept_sql(evidence: tuple[str, ...]) -> str:
     """SQL: whether a conversation of `classified` (alias ``c``) is one a plan keeps working.
 
     Accepted with ``evidence``; or one-way ICMP, whatever ``evidence``: its error messages are one-way by
@@ -393,8 +396,7 @@ def kept_sql(evidence: tuple[str, ...], c: str = "c") -> str:
     without), flow logs carry no ICMP type to tell them from an unanswered ping, and losing them hangs
     connections silently instead of failing them.
     """
-    quoted = ", ".join("'" + e + "'" for e in evidence)
-    return f"{c}.accepted AND ({c}.evidence IN ({quoted}) OR {c}.protocol IN (1, 58))"
+    return f"c.accepted AND (c.evidence IN ({_quoted(evidence)}) OR c.protocol IN (1, 58))"
 
 
 def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tuple]]:
@@ -410,15 +412,14 @@ def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tu
         WITH kept AS (
             SELECT cr.conversation_id, cr.rule_id, c.direction = 'outbound' AS is_egress, c.protocol, c.port,
                    c.peer_addr, c.family,
-                   CASE WHEN c.evidence IN ({", ".join("'" + e + "'" for e in evidence)}) THEN 'seen'
-                        ELSE 'icmp' END AS why
+                   CASE WHEN c.evidence IN ({_quoted(evidence)}) THEN 'seen' ELSE 'icmp' END AS why
             FROM conversation_rules cr JOIN classified c USING (conversation_id)
             WHERE {kept_sql(evidence)}
             UNION ALL
-            SELECT m.conversation_id, m.rule_id, m.is_egress, c.protocol,
-                   CASE WHEN m.is_egress THEN c.peer_port ELSE c.local_port END, c.peer_addr, c.family, 'guess'
-            FROM candidates m JOIN classified c USING (conversation_id)
-            WHERE c.guessed AND m.is_egress <> (c.direction = 'outbound') AND {kept_sql(evidence)}
+            SELECT g.conversation_id, g.rule_id, g.is_egress, c.protocol,
+                   CASE WHEN g.is_egress THEN c.peer_port ELSE c.local_port END, c.peer_addr, c.family, 'guess'
+            FROM guessed_other_way g JOIN classified c USING (conversation_id)
+            WHERE {kept_sql(evidence)}
         ),
         sets AS (SELECT conversation_id, is_egress, list_sort(list(rule_id)) AS rules FROM kept GROUP BY ALL)
         SELECT k.rule_id, k.protocol, k.port, k.peer_addr, k.family, s.rules, k.why, count(*) AS n
