@@ -30,7 +30,6 @@ The merge algorithm, per group and direction, when the exact rules exceed ``rule
 
 from __future__ import annotations
 
-import functools
 import heapq
 import ipaddress
 import json
@@ -40,8 +39,10 @@ from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from .errors import SgauditError, as_list, whole_number
@@ -215,6 +216,41 @@ def _supernet(a: tuple[int, int], b: tuple[int, int], bits: int) -> tuple[int, i
     return a[0] & mask, plen
 
 
+class _Peer4(ipaddress.IPv4Address):
+    """An IPv4 address that computes its hash once (equal to `ipaddress.IPv4Address`'s, so they mix in sets).
+
+    The plan puts the same peers in sets and dictionaries millions of times on a big account, and
+    `ipaddress`'s hash is a Python-level ``hash(hex(int(self._ip)))`` each time.
+    """
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address):
+        super().__init__(address)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+class _Peer6(ipaddress.IPv6Address):
+    """`_Peer4` for IPv6."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, address):
+        super().__init__(address)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def _peer(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as the plan keeps it (`_Peer4`, `_Peer6`)."""
+    return _Peer6(address) if ":" in address else _Peer4(address)
+
+
 # --- propose ---------------------------------------------------------------------------------------------
 
 
@@ -255,15 +291,18 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
             raise SgauditError(f"{name} {value!r}: must be True or False")
     inv = analysis.inventory
     evidence = KEPT_EVIDENCE + (("attempted",) if keep_attempted else ())
-    usage = analysis.usage.set_index("rule_id")
+    usage = analysis.usage
+    status_of = dict(zip(usage["rule_id"], usage["status"], strict=True))
+    connections_of = dict(zip(usage["rule_id"], usage["connections"], strict=True))
     rules = inv.rules.merge(inv.groups[["group_id", "group_name", "vpc_id"]], on="group_id", how="left")
     unresolved = inv.unresolved_rules()
-    carried = _carried(analysis, evidence)
+    # The snapshot's own addresses are no internet peers, whatever their range (a VPC's IPv6 is public).
+    carried, internet = _carried(analysis, evidence, {ipaddress.ip_address(a) for a in inv.addresses["address"]})
 
     decisions: dict[str, dict] = {}
     narrow: dict[str, list[_Service]] = {}
     for r in rules.itertuples(index=False):
-        status = usage.loc[r.rule_id, "status"] if r.rule_id in usage.index else "unobserved"
+        status = status_of.get(r.rule_id, "unobserved")
         d = decisions[r.rule_id] = {"status": status, "action": "", "carried": 0, "reason": ""}
         if r.rule_id in unresolved:
             d.update(action="keep", reason="its peers (a referenced group or prefix list) are not in the snapshot, "
@@ -278,7 +317,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
             d.update(action="remove", reason="unused: an interface carrying the group was observed and no "
                                              "accepted conversation matched the rule")
         elif status == "attempted" and not keep_attempted and r.rule_id not in carried:
-            n = int(usage.loc[r.rule_id, "connections"])
+            n = int(connections_of[r.rule_id])
             d.update(action="remove", reason=f"only attempted: {n} conversation(s) matched, none answered "
                                              "(one-way traffic or a SYN answered by RST); keep_attempted would "
                                              "narrow it instead")
@@ -293,12 +332,11 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     vpcs = dict(zip(inv.groups["group_id"], inv.groups["vpc_id"], strict=True))
     # Rules already as narrow as what they carried are kept; their conversations need nothing more from
     # the other rules of the group (a replacement identical to a kept rule is an error at AWS, too).
-    # The snapshot's own addresses are no internet peers, whatever their range (a VPC's IPv6 is public).
-    known = {ipaddress.ip_address(a) for a in inv.addresses["address"]}
-    services = {rid: _replacement(by_id[rid], rows, decisions[rid], narrow_internet, known)
+    internet = frozenset() if narrow_internet else internet
+    services = {rid: _replacement(by_id[rid], rows, decisions[rid], internet)
                 for rid, rows in narrow.items()}
     for rid in list(services):
-        if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
+        if _equal(by_id[rid], services[rid]):
             decisions[rid].update(action="keep", reason=_internet_reason(decisions[rid], "kept open")
                                   if "internet" in decisions[rid] else "already as narrow as what it carried")
     kept_by_group = defaultdict(set)
@@ -318,7 +356,8 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
                                                           + ", ".join(also))
             continue
         decisions[rid]["action"] = "replace"
-        services[rid] = _replacement(by_id[rid], left, decisions[rid], narrow_internet, known)
+        if len(left) < len(rows):  # else the first pass made these very services
+            services[rid] = _replacement(by_id[rid], left, decisions[rid], internet)
         _prefer_group(by_id[rid], services[rid], members, vpcs)
 
     # The budget, per group and direction.
@@ -338,7 +377,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
             over.append((gid, egress, total))
         for rid in todo:
             services[rid] = [s for s in svcs if s.rule_id == rid]
-            if _equal(by_id[rid], [it for s in services[rid] for it in s.items()]):
+            if _equal(by_id[rid], services[rid]):
                 decisions[rid].update(action="keep", reason="its traffic needs all it allows, within the rule budget")
 
     proposed = _reconcile(rules, decisions, services)
@@ -399,9 +438,12 @@ def kept_sql(evidence: tuple[str, ...]) -> str:
     return f"c.accepted AND (c.evidence IN ({_quoted(evidence)}) OR c.protocol IN (1, 58))"
 
 
-def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tuple]]:
-    """Per rule, its kept conversations, grouped: ``(count, protocol, port, peer address, family, rules, why)``.
+def _carried(analysis: Analysis, evidence: tuple[str, ...],
+             known: set) -> tuple[dict[str, list[tuple]], frozenset]:
+    """Per rule, its kept conversations; and which of their peers are internet addresses.
 
+    A rule's conversations are grouped as ``(count, protocol, port, peer address, family, rules, why)``; the
+    internet addresses are the peers that are neither `INTERNAL` nor ``known`` (the snapshot's own addresses).
     ``rules`` is the set of every rule that matched those conversations in the rule's direction, read as in
     `sgaudit.summaries.peers`. ``why`` is ``"seen"`` for the conversations the rule carried; ``"guess"`` for
     those whose direction is a guess (`conversations.GUESSED_SQL`) that the rule allows the other way, with
@@ -421,22 +463,26 @@ def _carried(analysis: Analysis, evidence: tuple[str, ...]) -> dict[str, list[tu
             FROM guessed_other_way g JOIN classified c USING (conversation_id)
             WHERE {kept_sql(evidence)}
         ),
-        sets AS (SELECT conversation_id, is_egress, list_sort(list(rule_id)) AS rules FROM kept GROUP BY ALL)
+        sets AS (SELECT conversation_id, is_egress, array_to_string(list_sort(list(rule_id)), ' ') AS rules
+                 FROM kept GROUP BY ALL)
         SELECT k.rule_id, k.protocol, k.port, k.peer_addr, k.family, s.rules, k.why, count(*) AS n
         FROM kept k JOIN sets s USING (conversation_id, is_egress)
         GROUP BY ALL
-    """).df()
-    out: dict[str, list[tuple]] = defaultdict(list)
-    # One address object and one rule set per distinct value: a big account has millions of rows here.
-    addresses: dict[str, object] = {}
-    sets: dict[tuple, frozenset] = {}
-    for c in df.itertuples(index=False):
-        port = None if pd.isna(c.port) else int(c.port)
-        peer = addresses.get(c.peer_addr) or addresses.setdefault(c.peer_addr, ipaddress.ip_address(c.peer_addr))
-        key = tuple(c.rules)
-        rules = sets.get(key) or sets.setdefault(key, frozenset(key))
-        out[c.rule_id].append((int(c.n), int(c.protocol), port, peer, int(c.family), rules, c.why))
-    return out
+        ORDER BY ALL
+    """).fetchnumpy()
+    # One address object and one rule set per distinct value, and plain Python values row by row: a big
+    # account has hundreds of thousands of rows here, and pandas' per-row access cost seconds.
+    addresses = {a: _peer(a) for a in set(df["peer_addr"].tolist())}
+    internet = frozenset(p for p in addresses.values() if p not in known and not any(p in net for net in INTERNAL))
+    sets = {k: frozenset(k.split(" ")) for k in set(df["rules"].tolist())}
+    # A port-less protocol's port is NULL: a masked array, whose tolist() gives None there.
+    rows = list(zip(df["n"].tolist(), df["protocol"].tolist(), df["port"].tolist(),
+                    [addresses[a] for a in df["peer_addr"].tolist()], df["family"].tolist(),
+                    [sets[k] for k in df["rules"].tolist()], df["why"].tolist(), strict=True))
+    # Sorted by rule: each rule's rows are one slice.
+    ids = df["rule_id"]
+    starts = [0, *(np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist(), len(ids)] if len(ids) else [0]
+    return {ids[a]: rows[a:b] for a, b in pairwise(starts)}, internet
 
 
 def _needed(status: str, rows: list[tuple]) -> str:
@@ -466,15 +512,16 @@ def _services(rule, rows: list[tuple], internet: set = frozenset()) -> list[_Ser
     """
     original = int(rule.protocol)
     fixed = None if rule.peer_kind == "cidr" else (rule.peer_kind, rule.peer)
+    # A whole protocol family keeps -1 (flow logs carry no ICMP type or code); an ICMP rule keeps its own
+    # type and code.
+    portless = (-1, -1) if original == -1 else (int(rule.from_port), int(rule.to_port))
     by_key: dict[tuple[int, int, int], set] = defaultdict(set)
-    for _, proto, port, peer, *_ in rows:
-        if proto in (6, 17):
-            lo = hi = int(port)
-        elif original == -1:
-            lo = hi = -1  # a whole protocol family: flow logs carry no ICMP type or code
+    for row in rows:  # hundreds of thousands of rows on a big account: kept plain
+        proto = row[1]
+        if proto == 6 or proto == 17:
+            by_key[(proto, row[2], row[2])].add(row[3])
         else:
-            lo, hi = int(rule.from_port), int(rule.to_port)  # an ICMP rule keeps its own type and code
-        by_key[(proto, lo, hi)].add(peer)
+            by_key[(proto, *portless)].add(row[3])
     out: list[_Service] = []
     for (proto, lo, hi), peers in sorted(by_key.items()):
         own = fixed or (("cidr", rule.peer) if peers & internet else None)
@@ -490,26 +537,24 @@ def _services(rule, rows: list[tuple], internet: set = frozenset()) -> list[_Ser
     return out
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _internal(address) -> bool:
-    """Whether an address is not the internet's (`INTERNAL`); cached, as the same peers recur over rules."""
-    return any(address in net for net in INTERNAL)
+def _replacement(rule, rows: list[tuple], decision: dict, internet: frozenset) -> list[_Service]:
+    """`_services` for the conversations ``rows``; notes in ``decision`` the internet peers that keep the peer.
 
-
-def _replacement(rule, rows: list[tuple], decision: dict, narrow_internet: bool, known: set) -> list[_Service]:
-    """`_services` for the conversations ``rows``; notes in ``decision`` the internet peers that keep the peer."""
-    internet = set() if narrow_internet else _internet_peers(rule, rows, known)
+    ``internet``: the internet addresses among all peers (`_carried`), empty when the plan narrows rules
+    open to the internet as well.
+    """
+    mine = _internet_peers(rule, rows, internet)
     decision.pop("internet", None)
-    if internet:
-        decision["internet"] = internet
-    return _services(rule, rows, internet)
+    if mine:
+        decision["internet"] = mine
+    return _services(rule, rows, mine)
 
 
-def _internet_peers(rule, rows: list[tuple], known: set) -> set:
-    """The internet addresses (not `INTERNAL`, not ``known`` to the snapshot) a rule open to the internet carried."""
-    if rule.peer_kind != "cidr" or _peer_value("cidr", rule.peer) not in WORLD:
+def _internet_peers(rule, rows: list[tuple], internet: frozenset) -> set:
+    """The ``internet`` addresses (`_carried`) that a rule open to the whole internet carried."""
+    if not internet or rule.peer_kind != "cidr" or _peer_value("cidr", rule.peer) not in WORLD:
         return set()
-    return {peer for _, _, _, peer, *_ in rows if not _internal(peer) and peer not in known}
+    return internet.intersection(map(itemgetter(3), rows))
 
 
 def _internet_reason(d: dict, what: str) -> str:
@@ -523,11 +568,11 @@ def _internet_reason(d: dict, what: str) -> str:
             "it, or narrow it to these addresses with --narrow-internet (narrow_internet=True)")
 
 
-def _equal(rule, items: list[tuple]) -> bool:
-    """Whether a rule's proposal is the rule itself."""
-    if len(items) != 1:
+def _equal(rule, services: list[_Service]) -> bool:
+    """Whether a rule's proposal (its services) is the rule itself."""
+    if sum(s.count() for s in services) != 1:  # counted before any rule is written out
         return False
-    proto, lo, hi, kind, peer = items[0]
+    proto, lo, hi, kind, peer = next(s for s in services if s.count()).items()[0]
     return (proto == int(rule.protocol) and (lo, hi) == _ports(proto, int(rule.from_port), int(rule.to_port))
             and kind == rule.peer_kind and _peer_value(kind, peer) == _peer_value(rule.peer_kind, rule.peer))
 
@@ -731,6 +776,7 @@ def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: di
     texts = defaultdict(list)
     for p in new_rows:
         texts[p["replaces"]].append(rule_text(p["is_egress"], p["protocol"], p["from_port"], p["to_port"], p["peer"]))
+    as_group = {p["replaces"] for p in new_rows if p["peer_kind"] == "group"}
 
     rows = []
     for r in rules.itertuples(index=False):
@@ -742,8 +788,7 @@ def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: di
         elif d["action"] == "replace":
             reason = f"carried {d['carried']} conversation(s); the {len(texts[r.rule_id])} replacement rule(s) " \
                      "cover exactly their ports and peers"
-            if any(p["peer_kind"] == "group" for p in new_rows if p["replaces"] == r.rule_id) \
-                    and r.peer_kind == "cidr":
+            if r.rule_id in as_group and r.peer_kind == "cidr":
                 reason += ", as a referenced group whose every address lies inside the old CIDR"
         if "also" in d and d["action"] == "replace":
             reason += f"; {d['also'][0]} of them are also allowed by kept rule(s) {', '.join(d['also'][1])}"
@@ -1040,18 +1085,19 @@ def to_aws_cli(plan: Plan) -> str:
     names = dict(zip(plan.actions["group_id"], plan.actions["group_name"], strict=True))
     prop = plan.proposed_rules
     gone = plan.actions[plan.actions["action"].isin(["replace", "remove"])]
+    # One pass over each table, not a filter per group: a big account has thousands of groups.
+    new_of = {key: rows for key, rows in prop.groupby(["group_id", "is_egress"], sort=False)}
+    old_of = {key: list(rows) for key, rows in gone.groupby(["group_id", "direction"], sort=False)["rule_id"]}
     for gid in sorted(set(prop["group_id"]) | set(gone["group_id"])):
         out.append(f"# {_one_line(gid)} ({_one_line(names.get(gid, ''))})")
         for egress, word in ((False, "ingress"), (True, "egress")):
-            new = prop[(prop["group_id"] == gid) & (prop["is_egress"] == egress)]
-            if len(new):
-                perms = json.dumps([_permission(p) for p in new.itertuples(index=False)])
+            if (gid, egress) in new_of:
+                perms = json.dumps([_permission(p) for p in new_of[gid, egress].itertuples(index=False)])
                 out.append(f"aws ec2 authorize-security-group-{word} --group-id {shlex.quote(gid)} "
                            f"--ip-permissions {shlex.quote(perms)}")
-        for egress, word in ((False, "ingress"), (True, "egress")):
-            old = gone[(gone["group_id"] == gid) & (gone["direction"] == ("egress" if egress else "ingress"))]
-            if len(old):
-                ids = " ".join(shlex.quote(r) for r in old["rule_id"])
+        for word in ("ingress", "egress"):
+            if (gid, word) in old_of:
+                ids = " ".join(shlex.quote(r) for r in old_of[gid, word])
                 out.append(f"aws ec2 revoke-security-group-{word} --group-id {shlex.quote(gid)} "
                            f"--security-group-rule-ids {ids}")
         out.append("")
