@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+from sgaudit import tables
 from sgaudit.errors import SgauditError
 from sgaudit.tables import datatable, offline_datatables, protocol_name, readable
 
@@ -137,3 +138,18 @@ def test_readable_keeps_numbers_numeric():
 def test_columns_and_sort_keys_that_do_not_exist_are_all_named():
     with pytest.raises(SgauditError, match="lacks the column\\(s\\) nope, never"):
         datatable(usage(), columns=["rule_id", "nope"], sort_by="-never")
+
+
+def test_generated_code_is_highlighted_when_short_and_shown_plain_folded_when_long():
+    # A group name from AWS inside the generated text: escaped either way.
+    line = 'description = "web <script>alert(1)</script> & co"\n'
+    short = tables.code(line, language="terraform")
+    assert 'class="highlight"' in short._repr_html_() and "<script>" not in short._repr_html_()
+    long_text = line * (tables.HIGHLIGHT_LIMIT // len(line) + 1)
+    long = tables.code(long_text, language="terraform")
+    page = long._repr_html_()
+    assert page.startswith("<details><summary>") and "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
+    assert f"{long_text.count(chr(10)):,} lines of terraform" in page
+    assert 'class="highlight"' not in page and not hasattr(long, "_repr_latex_")
+    assert repr(long) == long_text
