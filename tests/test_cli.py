@@ -353,3 +353,34 @@ def test_unexplained_rows_come_in_the_order_of_their_key_in_every_run(tmp_path):
     keys = [(r.interface_id, int(r.protocol), int(r.local_port), r.peer, int(r.peer_port))
             for r in first.itertuples(index=False)]
     assert len(keys) == 300 and keys == sorted(keys)  # the peer as text, as DuckDB sorts it
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, as the bar is drawn on one only."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_files_bar_says_what_runs_once_every_file_is_read(monkeypatch):
+    from sgaudit.cli import _FilesBar
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    bar = _FilesBar()
+    bar.update(3, 10)
+    assert "reading flow logs" in term.text and "3/10" in term.text and "matching" not in term.text
+    bar.update(10, 10)
+    last = term.text.rsplit("\r", 1)[-1]
+    assert "files read; matching rules" in last and "10/10" in last
+    bar.close()

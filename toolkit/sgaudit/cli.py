@@ -151,8 +151,12 @@ class _FilesBar:
     """A tqdm bar over files.
 
     Drawn on a terminal only (a log file or a CI job gets the summary alone), and created at the first
-    report, when the number of files is known.
+    report, when the number of files is known. Once every file is read it says what runs next: on millions
+    of conversations, classifying and matching them takes seconds more, which a full bar alone would leave
+    looking like a hang.
     """
+
+    READING, MATCHING = "reading flow logs", "files read; matching rules"
 
     def __init__(self) -> None:
         self.bar = None
@@ -161,9 +165,11 @@ class _FilesBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="file", desc="reading flow logs", file=sys.stderr,
+            self.bar = tqdm(total=total, unit="file", desc=self.READING, file=sys.stderr,
                             disable=not sys.stderr.isatty(), leave=False)
         self.bar.n = done
+        if done >= total:
+            self.bar.set_description(self.MATCHING, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
