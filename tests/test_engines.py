@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -187,8 +189,8 @@ def _moto_api(url: str, path: str, body: dict) -> int:
     return urllib.request.urlopen(req).status
 
 
-def _preload(url: str, results: list[dict]) -> None:
-    assert _moto_api(url, "static/athena/query-results", {"results": results}) == 201
+def _preload(url: str, results: list[dict], region: str = "us-east-1") -> None:
+    assert _moto_api(url, "static/athena/query-results", {"results": results, "region": region}) == 201
 
 
 def _athena_result(df: pd.DataFrame) -> dict:
@@ -362,3 +364,83 @@ def test_athena_table_missing_or_not_a_flow_log_table_is_a_clear_error(aws):
         engines.reduce_on_athena(aws.session(), *WINDOW, database="flows", table="nowhere", endpoint_url=aws.url)
     with pytest.raises(engines.EngineError, match="flows.orders has no column interface_id, srcport, dstport"):
         engines.reduce_on_athena(aws.session(), *WINDOW, database="flows", table="orders", endpoint_url=aws.url)
+
+
+def _profile(tmp_path: Path, monkeypatch, region: str) -> None:
+    """An AWS profile ``audit`` (fake keys, ``region``) in config files of its own; no region in the environment."""
+    (tmp_path / "config").write_text(f"[profile audit]\nregion = {region}\n")
+    (tmp_path / "credentials").write_text("[audit]\naws_access_key_id = profilekey\n"
+                                          "aws_secret_access_key = profilesecret\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+
+
+def test_cli_engine_athena_reads_with_the_profile(aws, tmp_path, monkeypatch):
+    # The table is in the profile's region only: found there, the run is the local one.
+    from sgaudit.cli import main
+
+    con = duckdb.connect()
+    reduced = con.sql(reduction.reduce_sql(f"({_scan([S3], Path('.'))})", *WINDOW)).df()
+    con.close()
+    _preload(aws.url, [_athena_result(reduced)], region="eu-west-1")
+    glue = aws.session("eu-west-1").client("glue", endpoint_url=aws.url)
+    glue.create_database(DatabaseInput={"Name": "flows"})
+    glue.create_table(DatabaseName="flows", TableInput={"Name": "vpc_logs", "StorageDescriptor": {
+        "Columns": [{"Name": fields.BY_NAME[n].column, "Type": "string"} for n in fields.USED]}})
+    _profile(tmp_path, monkeypatch, "eu-west-1")
+    athena = ["--inventory", str(INVENTORY), "--engine", "athena", "--athena-database", "flows",
+              "--athena-table", "vpc_logs", "--athena-output", "s3://results/", "--endpoint-url", aws.url,
+              "--no-progress"]
+    assert main(["usage", *athena, "--profile", "audit", "--out", str(tmp_path / "athena.csv")]) == 0
+    assert main(["usage", "--flow-logs", str(S3), "--inventory", str(INVENTORY), "--no-progress",
+                 "--out", str(tmp_path / "local.csv")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "athena.csv"), pd.read_csv(tmp_path / "local.csv"))
+
+
+def _denied(*args, **kwargs):
+    from botocore.exceptions import ClientError
+
+    raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "GetTable")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no-region", "Athena table flows.vpc_logs: no AWS region is configured. Give --athena-region"),
+    ("no-credentials", "Athena table flows.vpc_logs: no AWS credentials found. Use --profile"),
+    ("no-such-profile", "AWS profile 'nosuch': .* check --profile against aws configure list-profiles"),
+    ("access-denied", r"Athena table flows.vpc_logs: AWS refused GetTable \(AccessDeniedException: not allowed\); "
+                      "the identity needs the Athena policy"),
+])
+def test_cli_engine_athena_aws_errors_are_clear_and_exit_2(aws, tmp_path, monkeypatch, capsys, case, expected):
+    from sgaudit.cli import main
+
+    _profile(tmp_path, monkeypatch, "us-east-1")
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(k, raising=False)
+    args = ["usage", "--inventory", str(INVENTORY), "--engine", "athena", "--athena-database", "flows",
+            "--athena-table", "vpc_logs", "--endpoint-url", aws.url, "--no-progress", "--out", str(tmp_path / "u.csv")]
+    if case == "no-region":  # credentials, but no region anywhere
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    elif case == "no-credentials":
+        args += ["--athena-region", "us-east-1"]
+    elif case == "no-such-profile":
+        args += ["--profile", "nosuch"]
+    else:
+        args += ["--profile", "audit"]
+        monkeypatch.setattr(engines, "athena_table_layout", _denied)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(expected, err), err
+
+
+def test_engine_spark_without_pyspark_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from sgaudit.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    assert main(["usage", "--flow-logs", str(S3), "--inventory", str(INVENTORY), "--engine", "spark",
+                 "--no-progress", "--out", str(tmp_path / "u.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "engine 'spark' needs pyspark and a Java runtime" in err and "pip install pyspark" in err

@@ -220,7 +220,8 @@ def _analyze(args: argparse.Namespace) -> Analysis:
         if args.engine != "duckdb":
             options = ({"database": args.athena_database, "table": args.athena_table,
                         "workgroup": args.athena_workgroup, "output_location": args.athena_output,
-                        "region": args.athena_region, "endpoint_url": args.endpoint_url}
+                        "region": args.athena_region, "endpoint_url": args.endpoint_url,
+                        "session": args.profile}
                        if args.engine == "athena" else {"master": args.spark_master})
             kwargs.update(engine=args.engine, engine_options={k: v for k, v in options.items() if v})
         if any(is_uri(p) for p in args.flow_logs):

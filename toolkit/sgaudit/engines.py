@@ -370,6 +370,51 @@ def reduce_on_athena(session, lo_ms: int, hi_ms: int, *, database: str, table: s
     return run_athena(session, sql, database, workgroup, output_location, endpoint_url, poll=poll)
 
 
+def _athena_session(session, region: str | None):
+    """The boto3 session Athena is called with: ``session`` itself, or made from a profile name (or None).
+
+    ``region`` (``--athena-region``) wins over the profile's.
+    """
+    if session is not None and not isinstance(session, str):
+        return session
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
+    try:
+        return boto3.Session(profile_name=session, region_name=region)
+    except ProfileNotFound as exc:
+        raise EngineError(f"AWS profile {session!r}: {exc}; check --profile against aws configure list-profiles") \
+            from None
+
+
+def _athena_errors(call: Callable[[], pd.DataFrame], options: dict) -> pd.DataFrame:
+    """Run ``call``, turning botocore's failures into an `EngineError` that says what to do."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+
+    where = f"Athena table {options.get('database')}.{options.get('table')}"
+    try:
+        return call()
+    except NoRegionError:
+        raise EngineError(f"{where}: no AWS region is configured. Give --athena-region, set AWS_REGION, or pass a "
+                          "--profile whose configuration has a region.") from None
+    except NoCredentialsError:
+        raise EngineError(f"{where}: no AWS credentials found. Use --profile, or set them up with aws configure "
+                          "(or AWS_PROFILE).") from None
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "?")
+        raise EngineError(f"{where}: AWS refused {exc.operation_name} ({code}: "
+                          f"{exc.response.get('Error', {}).get('Message', '')}); the identity needs the Athena "
+                          "policy of docs/aws.md (collect.athena_policy)") from None
+    except BotoCoreError as exc:  # the endpoint cannot be reached, a bad endpoint URL's answer, …
+        raise EngineError(f"{where}: cannot reach AWS ({exc}); check the network, --athena-region and "
+                          "--endpoint-url.") from None
+    except ValueError as exc:
+        if "endpoint" not in str(exc).lower():
+            raise
+        raise EngineError(f"--endpoint-url {options.get('endpoint_url')!r}: {exc}; give a URL such as "
+                          "http://localhost:5000, or leave it out to call AWS itself.") from None
+
+
 def _day(ms: int, shift: int) -> str:
     """The ``yyyy/MM/dd`` partition value of a time in ms, ``shift`` days later, as an SQL string."""
     day = pd.Timestamp(ms, unit="ms", tz="UTC").normalize() + pd.Timedelta(days=shift)
@@ -435,8 +480,19 @@ def run_spark(spark, records_df_or_path, lo_ms: int, hi_ms: int, *,
 
 
 def spark_session(master: str = "local[*]"):
-    """A Spark session (the running one when there is one)."""
-    from pyspark.sql import SparkSession
+    """A Spark session (the running one when there is one).
+
+    Raises
+    ------
+    EngineError
+        When pyspark is not installed: it is not among sgaudit's own dependencies.
+    """
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise EngineError("engine 'spark' needs pyspark and a Java runtime (17 or later), which sgaudit does not "
+                          "install: pip install pyspark (into sgaudit's environment, e.g. .venv/bin/pip), or "
+                          "give a running session as engine_options={'session': spark}") from None
 
     return (SparkSession.builder.master(master).appName("sgaudit")
             .config("spark.ui.enabled", "false").getOrCreate())
@@ -498,13 +554,8 @@ def reduce_with_engine(engine: str, con, files, workdir: Path, lo: int | None, h
         missing = [k for k in ("database", "table") if not options.get(k)]
         if missing:
             raise EngineError(f"engine 'athena' needs {' and '.join(missing)} (--athena-database, --athena-table)")
-        session = options.pop("session", None)
-        if session is None:
-            import boto3
-
-            session = boto3.Session(region_name=options.pop("region", None))
-        options.pop("region", None)
-        rows = reduce_on_athena(session, lo_ms, hi_ms, **options)
+        session = _athena_session(options.pop("session", None), options.pop("region", None))
+        rows = _athena_errors(lambda: reduce_on_athena(session, lo_ms, hi_ms, **options), options)
     else:
         raise EngineError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     fill_reduced(con, rows, lo, hi)
