@@ -311,6 +311,17 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_running(tmp_path, capsy
     assert not (tmp_path / "r.ipynb").exists()  # refused before the kernel started
 
 
+@pytest.mark.parametrize("given,missing", [(["--inventory", "inv"], "flow_logs"),
+                                           (["--flow-logs", "logs/"], "inventory")])
+def test_one_input_is_not_read_against_the_samples_other(tmp_path, capsys, given, missing):
+    # The shipped notebooks default to the sample account: an auditor's snapshot must not meet its logs.
+    assert main(["report", "--notebook", "audit_report", *given, "--out", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"is given but not {missing}, whose default is the bundled sample account's" in err
+    assert f"give --{missing.replace('_', '-')} ({missing}) too" in err
+    assert not (tmp_path / "r.ipynb").exists()  # refused before the kernel started
+
+
 def test_a_bool_parameter_refuses_text_and_a_list_takes_one_value(tmp_path):
     with pytest.raises(report.ReportError, match="parameter keep_attempted is bool"):
         report.run("findings", tmp_path / "r.html", {"keep_attempted": "maybe"}, progress=False)

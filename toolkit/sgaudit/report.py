@@ -337,6 +337,7 @@ def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: st
                               f"{declared[name]['default']}), not {value!r}; e.g. -p {name} "
                               f"{_PARAMETER_EXAMPLES.get(kind, '…')}")
         checked[name] = value
+    _check_inputs(path, declared, checked)
     if checked.get("time_bucket") not in (None, "", "auto"):
         # Checked now as far as it can be without the window, not after the analysis a cell starts with.
         from .timeline import choose_bucket
@@ -346,6 +347,28 @@ def _check_parameters(path: Path, parameters: Mapping[str, Any], kernel_name: st
         except SgauditError as exc:
             raise ReportError(f"notebook {path.name}: {exc}") from None
     return checked
+
+
+#: The two inputs of an analysis, with their flags.
+_INPUTS = {"flow_logs": "--flow-logs", "inventory": "--inventory"}
+
+
+def _check_inputs(path: Path, declared: Mapping[str, Any], given: Mapping[str, Any]) -> None:
+    """Refuse one of the flow logs and the inventory given alone when the other's default is the sample's.
+
+    The shipped notebooks default to the bundled sample account, so that they run as they are; an auditor's
+    snapshot read against the sample's flow logs (or the reverse) would give a report of nothing real that
+    only blames "another account or region".
+    """
+    alone = [name for name in _INPUTS if name in given]
+    if len(alone) != 1 or not set(_INPUTS) <= set(declared):
+        return
+    missing = next(name for name in _INPUTS if name not in given)
+    default = str(declared[missing]["default"])
+    if "sample_logs" in default:
+        raise ReportError(f"notebook {path.name}: {alone[0]} is given but not {missing}, whose default is the "
+                          f"bundled sample account's ({default}); give {_INPUTS[missing]} ({missing}) too, so that "
+                          "both come from the same account")
 
 
 #: What a value of each annotated parameter type may be (times and paths may also come as numbers).
