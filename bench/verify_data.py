@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     d: Path = a.dir
     ck = Checker()
+    if not (d / "manifest.json").is_file():
+        ap.error(f"{d}: no manifest.json, so not a data set of generate.py (run.py deletes what it generated "
+                 "unless --keep; make one with: python bench/generate.py --records N --out DIR)")
     manifest = json.loads((d / "manifest.json").read_text())
     inv = load_inventory(d / "inventory", ck)
     enis = inv["enis"]

@@ -128,12 +128,15 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memory-limit", default=None, metavar="SIZE",
                    help="DuckDB memory ceiling before spilling to disk (default 1GB)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    aws = p.add_argument_group("flow logs in AWS (s3://bucket/prefix, cloudwatch://log-group[?stream=NAME])")
-    aws.add_argument("--profile", metavar="NAME", help="AWS profile to read S3 or CloudWatch Logs with")
+    aws = p.add_argument_group("flow logs in AWS (s3://bucket/prefix, "
+                               "cloudwatch://log-group[?stream=NAME&region=REGION])")
+    aws.add_argument("--profile", metavar="NAME",
+                     help="AWS profile to read S3 or CloudWatch Logs, or to call Athena (--engine athena), with")
     aws.add_argument("--endpoint-url", metavar="URL", help="another endpoint for the AWS APIs (a local test server)")
     cache = aws.add_mutually_exclusive_group()
     cache.add_argument("--no-cache", action="store_true",
-                       help="do not keep downloaded S3 objects (default: ~/.cache/sgaudit, or $SGAUDIT_CACHE_DIR)")
+                       help="do not keep downloaded S3 objects (default: ~/.cache/sgaudit, or "
+                            "$XDG_CACHE_HOME/sgaudit, or $SGAUDIT_CACHE_DIR)")
     cache.add_argument("--cache-dir", metavar="DIR", help="where downloaded S3 objects are kept")
     eng = p.add_argument_group("where the heavy step runs (the same reduction SQL on every engine)")
     eng.add_argument("--engine", choices=["duckdb", "athena", "spark"], default="duckdb",
