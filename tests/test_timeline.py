@@ -285,6 +285,8 @@ def test_conversations_of_an_interface_or_a_peer(sample):
 def test_overview_names_window_and_coverage(sample):
     o = summaries.overview(sample).set_index("item")["value"]
     assert o["window start (UTC)"] == "2025-02-06T11:00:00Z"
+    assert o["accounts in the snapshot"] == "002244369527"  # the scope, for an auditor with only the report
+    assert o["VPCs in the snapshot"] == str(sample.inventory.groups["vpc_id"].nunique())
     assert o["rules"] == str(len(sample.usage))
     assert int(o["… not observed (no flow logs: no evidence either way)"]) == int(
         (~sample.coverage.query("in_snapshot")["observed"]).sum())

@@ -247,6 +247,9 @@ def overview(analysis: Analysis) -> pd.DataFrame:
         ("window start (UTC)", _iso(lo)),
         ("window end (UTC)", _iso(hi)),
         ("window length", duration(hi - lo) if lo is not None and hi is not None else "no records"),
+        # Which accounts and VPCs were audited: an auditor holding only the report can check its scope.
+        ("accounts in the snapshot", _some(sorted(set(groups["owner_id"].dropna()) - {""}))),
+        ("VPCs in the snapshot", f"{len(set(groups['vpc_id'].dropna()) - {''}):,}"),
         ("flow-log files read", f"{len(analysis.files):,}"),
         ("records read", f"{int(q.get('total', 0)):,}"),
         ("records in conversations", f"{int(q.get('conversation', 0)):,}"),
@@ -261,6 +264,13 @@ def overview(analysis: Analysis) -> pd.DataFrame:
         ("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"),
     ]
     return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _some(values: list[str], shown: int = 5) -> str:
+    """``a, b, c and 4 more``; ``-`` for none."""
+    if not values:
+        return "-"
+    return ", ".join(values[:shown]) + (f" and {len(values) - shown:,} more" if len(values) > shown else "")
 
 
 def warnings(analysis: Analysis) -> list[str]:
