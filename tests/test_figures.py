@@ -212,8 +212,22 @@ def test_rule_timeline_draws_every_bucket_of_the_window_with_zeros_filled():
 def test_rule_timeline_hover_names_the_rule_with_its_description_as_text():
     sgr1 = figures.rule_timeline(timeline(), rules_frame(), "sg-0a1").data[0]
     assert sgr1.meta == ("sgr-1: ingress tcp 443 from 0.0.0.0/0", EVIL_TEXT, "used")
-    for field in ("%{meta[0]}", "%{meta[1]}", "status: %{meta[2]}", "%{y:,} connections"):
+    for field in ("%{meta[0]}", "%{meta[1]}", "status: %{meta[2]}", "%{y:,} conversations active in this bucket"):
         assert field in sgr1.hovertemplate
+
+
+def test_rule_timeline_colours_are_no_status_colours_and_attempts_are_dashed():
+    # Red means unused in every figure of a report: a used rule drawn red read as the opposite.
+    rules = rules_frame()
+    rules.loc[rules["rule_id"] == "sgr-3", "status"] = "attempted"
+    fig = figures.rule_timeline(timeline(), rules, "sg-0a1")
+    colours = [t.line.color for t in fig.data]
+    assert colours and not set(colours) & set(figures.STATUS_COLOURS.values())
+    assert len(set(colours)) == len(colours)
+    assert [t.line.dash for t in fig.data] == ["dash" if s == "attempted" else "solid" for s in
+                                                (t.meta[2] for t in fig.data)]
+    assert "attempted" in [t.meta[2] for t in fig.data]
+    assert not set(figures.DIRECTION_COLOURS.values()) & set(figures.STATUS_COLOURS.values())
 
 
 def test_rule_timeline_of_all_groups_has_a_dropdown_of_group_visibility():

@@ -7,6 +7,7 @@ up to the usage table they are drawn beside.
 from __future__ import annotations
 
 import ipaddress
+import re
 import warnings
 from pathlib import Path
 
@@ -223,6 +224,14 @@ def test_sample_summaries(sample):
     busiest = summaries.peers(sample, limit=3)
     assert busiest.groupby("rule_id").size().max() == 3
     assert busiest.attrs["total"] == len(peers) > len(busiest)
+    # The caption names each cut rule with its full count, for the part of the table shown.
+    rows_of = peers.groupby("rule_id").size()
+    assert busiest.attrs["cut"] == {rid: int(n) for rid, n in rows_of.items() if n > 3}
+    one = max(busiest.attrs["cut"], key=busiest.attrs["cut"].get)
+    part = busiest[busiest["rule_id"] == one]
+    assert summaries.peers_caption(part) == (f"Peers and ports per rule: the busiest 3 of each rule; cut: {one} 3 of "
+                                             f"{rows_of[one]:,}")
+    assert summaries.peers_caption(peers) == "Peers and ports per rule: every peer and port"
     talkers = summaries.top_talkers(sample, 5)
     assert len(talkers) == 5 and talkers["connections"].is_monotonic_decreasing
     assert talkers["bytes"].dtype == "int64"
@@ -287,6 +296,10 @@ def test_overview_names_window_and_coverage(sample):
     assert o["window start (UTC)"] == "2025-02-06T11:00:00Z"
     assert o["accounts in the snapshot"] == "002244369527"  # the scope, for an auditor with only the report
     assert o["VPCs in the snapshot"] == str(sample.inventory.groups["vpc_id"].nunique())
+    assert o["flow logs"] == ", ".join(str(p) for p in sample.call["flow_logs"])
+    assert o["inventory snapshot"].endswith("sample_logs/inventory")
+    assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ by sgaudit " + re.escape(sgaudit.__version__),
+                        o["analysed (UTC)"])
     assert o["rules"] == str(len(sample.usage))
     assert int(o["… not observed (no flow logs: no evidence either way)"]) == int(
         (~sample.coverage.query("in_snapshot")["observed"]).sum())

@@ -364,7 +364,9 @@ def analyze(
     inventory_dir = None if isinstance(inventory, Inventory) else Path(inventory).resolve()
     call = dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
                 memory_limit=memory_limit, workdir=workdir, aws_session=aws_session, endpoint_url=endpoint_url,
-                cache=cache, engine=engine, engine_options=engine_options)
+                cache=cache, engine=engine, engine_options=engine_options,
+                # What was read and when, for a report to name (`summaries.overview`).
+                inventory=str(inventory_dir) if inventory_dir else None, started=pd.Timestamp.now(tz="UTC"))
     tmpdir = _make_tmpdir(workdir)
     try:
         # URIs (s3://, cloudwatch://) become local files first, then are read like any other; a

@@ -18,7 +18,6 @@ from .remote import is_uri
 from .usage import STATUSES
 
 COMPANIONS = ("unexplained", "rejected", "quality", "coverage", "problems")
-SEVERITIES = ("critical", "high", "medium", "low", "info")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -276,9 +275,7 @@ def _findings(args: argparse.Namespace) -> int:
             out.write_text(findings.to_markdown(found))
         else:
             write_table(found, out)
-        by_severity = found["severity"].value_counts()
-        print(f"findings    {len(found)}: " + ", ".join(f"{by_severity[s]} {s}" for s in SEVERITIES
-                                                       if s in by_severity))
+        print(f"findings    {findings.counts(found)}")
         for k, n in found["kind"].value_counts().items():
             print(f"  {n:>6}  {k}")
         print(f"wrote       {out}")

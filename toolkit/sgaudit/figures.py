@@ -31,7 +31,13 @@ STATUS_COLOURS = {
     "used": "#2ca02c", "attempted": "#ff7f0e", "unused": "#d62728", "unobserved": "#8c8c8c",
     "unattached": "#d9d9d9",
 }
-DIRECTION_COLOURS = {"inbound": "#d62728", "outbound": "#9467bd"}
+#: Directions, and the rules of a group over time, take colours the statuses do not use: red means unused
+#: and green used everywhere in a report, so a used rule drawn red (plotly's cycle) read as the opposite.
+DIRECTION_COLOURS = {"inbound": "#1f77b4", "outbound": "#9467bd"}
+RULE_COLOURS = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939",
+                "#7b4173", "#3182bd")
+#: Top talkers are peers, not rules: one colour that is no status.
+PEER_COLOUR = "#4c78a8"
 TEMPLATE = "plotly_white"
 #: Stacked bars list their legend in stacking order (plotly reverses it for stacks by default).
 _LEGEND_ON_TOP = {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "traceorder": "normal"}
@@ -266,16 +272,18 @@ def _rule_series(timeline, rules: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFr
     return tables[0], tables[1]
 
 
-def _rule_trace(rule, x, connections: pd.Series, bytes_: pd.Series) -> go.Scatter:
+def _rule_trace(rule, x, connections: pd.Series, bytes_: pd.Series, colour: str) -> go.Scatter:
+    """One rule's line; a rule only attempted is dashed, as its "connections" were attempts."""
     summary = rule_summary(rule)
     description = "" if pd.isna(rule.description) else str(rule.description)
     meta = [as_text(f"{rule.rule_id}: {summary}"), as_text(description or "(no description)"), as_text(rule.status)]
     return go.Scatter(
         x=x, y=connections.tolist(), customdata=bytes_.tolist(), mode="lines+markers", line_shape="hv",
-        marker={"size": 4},
+        marker={"size": 4}, line={"color": colour, "dash": "dash" if rule.status == "attempted" else "solid"},
         name=as_text(_short(f"{rule.rule_id} {summary}")), meta=meta,
         hovertemplate="<b>%{meta[0]}</b><br>%{meta[1]}<br>status: %{meta[2]}<br>"
-                      "%{x|%Y-%m-%d %H:%M} UTC: %{y:,} connections, %{customdata:,} bytes<extra></extra>",
+                      "%{x|%Y-%m-%d %H:%M} UTC: %{y:,} conversations active in this bucket (a long one counts "
+                      "in every bucket it spans), %{customdata:,} bytes<extra></extra>",
     )
 
 
@@ -288,8 +296,9 @@ def _add_rule_traces(fig: go.Figure, rules: pd.DataFrame, x, connections: pd.Dat
     """Add a trace for each of `rules` that matched connections; return how many were added."""
     busy = [r for r in rules.itertuples(index=False)
             if r.rule_id in connections.columns and connections[r.rule_id].sum() > 0]
-    for rule in busy:
-        fig.add_trace(_rule_trace(rule, x, connections[rule.rule_id], bytes_[rule.rule_id]))
+    for i, rule in enumerate(busy):
+        fig.add_trace(_rule_trace(rule, x, connections[rule.rule_id], bytes_[rule.rule_id],
+                                  RULE_COLOURS[i % len(RULE_COLOURS)]))
     return len(busy)
 
 
@@ -365,7 +374,7 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None, ma
         # The whole window, so that quiet stretches at either end show as quiet rather than cut off.
         xaxis["range"] = [t.isoformat() for t in _naive_utc(list(timeline.window))]
     fig.update_layout(annotations=messages[0], xaxis=xaxis,
-                      yaxis={"title": {"text": "connections"}, "rangemode": "tozero",
+                      yaxis={"title": {"text": "conversations active"}, "rangemode": "tozero",
                              **_whole_numbers(int(connections.to_numpy().max(initial=0)))})
     if len(groups) > 1:
         updates = [[{"visible": _visibility(spans, len(fig.data), i)},
@@ -530,7 +539,7 @@ def top_talkers(talkers: pd.DataFrame, n: int = 20) -> go.Figure:
                _iso(r.last_seen)] for r in top.itertuples(index=False)]
     fig = go.Figure(go.Bar(
         orientation="h", y=[as_text(_short(str(p))) for p in top["peer"]], x=top["connections"].tolist(),
-        customdata=custom, marker_color=STATUS_COLOURS["used"],
+        customdata=custom, marker_color=PEER_COLOUR,
         hovertemplate="%{customdata[0]}<br>%{x:,} connections with %{customdata[1]} interface(s)<br>"
                       "ports: %{customdata[2]}<br>%{customdata[3]:,} bytes, %{customdata[4]:,} packets<br>"
                       "last seen %{customdata[5]}<extra></extra>",
@@ -592,7 +601,7 @@ def rejected_ports(rejected: pd.DataFrame, n: int = 20) -> go.Figure:
                                               "categoryorder": "array", "categoryarray": order},
                       xaxis={"title": {"text": "rejected attempts (distinct peer and peer port)"},
                              **_whole_numbers(int(totals.max()))},
-                      legend=_LEGEND_ON_TOP)
+                      legend=_LEGEND_ON_TOP, showlegend=True)  # one direction alone still names its colour
     title = f"Top {len(order)} of {len(totals):,} ports by rejected attempts"
     return _layout(fig, title, max(300, 150 + 24 * len(order)), "a REJECT may come from a security group, "
                    "a network ACL or a late packet")

@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 #: Most severe first; `findings` sorts by this order.
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 
+#: The columns a report shows, in this order: the sentence names the group, rule or interface and gives the
+#: numbers, so the IDs, the evidence and the ranking figures stay in the files `sgaudit findings` writes
+#: (a table of every column was wider than any screen).
+REPORT_COLUMNS = ["severity", "title", "group_name", "sentence", "fix", "control"]
+
 #: Kind → what it means, in one line.
 KINDS = {
     "all_traffic_rule": "an ingress rule allows every protocol and port (protocol -1); egress to anywhere is "
@@ -131,6 +136,13 @@ def findings(analysis: Analysis) -> pd.DataFrame:
     df = df.sort_values(["_rank", "exposure", "group_id", "rule_id", "interface_id", "kind"],
                         ascending=[True, False, True, True, True, True], kind="stable")
     return df.drop(columns="_rank").reset_index(drop=True)
+
+
+def counts(df: pd.DataFrame) -> str:
+    """``"37 findings: 1 critical, 1 high, 4 medium, 14 low, 17 info"`` (severities with none left out)."""
+    by_severity = df["severity"].value_counts()
+    parts = [f"{by_severity[s]:,} {s}" for s in SEVERITIES if s in by_severity]
+    return f"{len(df):,} finding{'' if len(df) == 1 else 's'}" + (": " + ", ".join(parts) if parts else "")
 
 
 # --- context -------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from . import __version__
 from .errors import SgauditError, as_list, whole_number
 from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 
@@ -143,7 +144,8 @@ def top_talkers(analysis: Analysis, n: int = 20, group_ids=None) -> pd.DataFrame
 def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> pd.DataFrame:
     """The peers and ports behind each rule: one row per (rule, peer, port), the busiest ``limit`` per rule.
 
-    ``attrs["total"]`` is the number of rows before the cut, for an honest "showing n of N".
+    ``attrs["total"]`` is the number of rows before the cut, for an honest "showing n of N", and
+    ``attrs["cut"]`` maps each rule that had more than ``limit`` rows to its number of rows (`peers_caption`).
     """
     limit = _how_many(limit, "limit")
     where = "" if rule_id is None else "AND cr.rule_id = $rule"
@@ -157,7 +159,7 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
             WHERE c.accepted {where}
             GROUP BY ALL
         )
-        SELECT * EXCLUDE (n), count(*) OVER () AS total FROM (
+        SELECT * EXCLUDE (n), count(*) OVER () AS total, count(*) OVER (PARTITION BY rule_id) AS of_rule FROM (
             SELECT *, row_number() OVER (PARTITION BY rule_id ORDER BY connections DESC, bytes DESC, peer) AS n
             FROM x
         ) QUALIFY n <= {limit}
@@ -165,6 +167,8 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
     """, params={"rule": rule_id} if rule_id is not None else None)
     df = rel.df()
     total = int(df["total"].iloc[0]) if len(df) else 0
+    per_rule = df.drop_duplicates("rule_id").set_index("rule_id")["of_rule"]
+    cut = {rid: int(n) for rid, n in per_rule.items() if n > limit}
     df["evidence"] = df.pop("rank").map(EVIDENCE_BY_RANK)
     df["port"] = df["port"].astype("Int64")
     df["first_seen"] = ms_to_utc(df.pop("first_ms"))
@@ -172,7 +176,23 @@ def peers(analysis: Analysis, rule_id: str | None = None, limit: int = 200) -> p
     df = df[["rule_id", "group_id", "peer", "port", "connections", "evidence", "bytes", "packets",
              "first_seen", "last_seen"]]
     df.attrs["total"] = total
+    df.attrs["cut"] = cut
+    df.attrs["limit"] = limit
     return df
+
+
+def peers_caption(df: pd.DataFrame, caption: str = "Peers and ports per rule") -> str:
+    """A caption for (a part of) `peers` that says which of its rules were cut to the busiest rows, and from how many.
+
+    The table's own row count cannot say it: each rule is cut apart, and a filtered part keeps all its rows.
+    """
+    cut = {rid: n for rid, n in df.attrs.get("cut", {}).items() if rid in set(df["rule_id"])}
+    if not cut:
+        return f"{caption}: every peer and port"
+    limit = df.attrs.get("limit")
+    named = ", ".join(f"{rid} {limit:,} of {n:,}" for rid, n in sorted(cut.items())[:3])
+    more = f" and {len(cut) - 3:,} more rules" if len(cut) > 3 else ""
+    return f"{caption}: the busiest {limit:,} of each rule; cut: {named}{more}"
 
 
 def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: str | None = None,
@@ -250,6 +270,9 @@ def overview(analysis: Analysis) -> pd.DataFrame:
         # Which accounts and VPCs were audited: an auditor holding only the report can check its scope.
         ("accounts in the snapshot", _some(sorted(set(groups["owner_id"].dropna()) - {""}))),
         ("VPCs in the snapshot", f"{len(set(groups['vpc_id'].dropna()) - {''}):,}"),
+        ("flow logs", _sources(analysis.call)),
+        ("inventory snapshot", analysis.call.get("inventory") or "-"),
+        ("analysed (UTC)", f"{_iso(analysis.call.get('started'))} by sgaudit {__version__}"),
         ("flow-log files read", f"{len(analysis.files):,}"),
         ("records read", f"{int(q.get('total', 0)):,}"),
         ("records in conversations", f"{int(q.get('conversation', 0)):,}"),
@@ -264,6 +287,14 @@ def overview(analysis: Analysis) -> pd.DataFrame:
         ("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"),
     ]
     return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _sources(call: dict) -> str:
+    """The flow logs as given (paths, URIs), or the Athena table they were read from."""
+    options = call.get("engine_options") or {}
+    if call.get("engine") == "athena":
+        return f"Athena table {options.get('database')}.{options.get('table')}"
+    return _some([str(p) for p in call.get("flow_logs") or []], shown=3)
 
 
 def _some(values: list[str], shown: int = 5) -> str:

@@ -116,6 +116,52 @@ def truncation_note(shown: int, total: int, keys: list[tuple[str, bool]]) -> str
     return f"{total:,} row{'s' if total != 1 else ''}"
 
 
+#: Text longer than this (characters, in any row) makes a column wrap: a finding's sentence on one line
+#: pushed the table thousands of pixels wide, out of sight.
+LONG_TEXT = 60
+
+#: Rows a table page shows: the window overview (21 rows) and most per-group tables fit on one.
+PAGE_LENGTH = 25
+
+#: Cell styles a table needs beyond DataTables' own: long text wraps (the table is ``nowrap`` so that IDs
+#: never break at their hyphens), with room to be read; captions read from the left.
+_STYLE = ("<style>table.dataTable.nowrap td.sgaudit-long{white-space:normal;min-width:24em;max-width:48em}"
+          "table.dataTable caption{text-align:left}</style>")
+
+
+def _orders() -> dict[str, tuple[str, ...]]:
+    """Columns sorted by meaning, not alphabet: severity from critical down, status and evidence strongest first."""
+    from .findings import SEVERITIES
+    from .usage import EVIDENCE_RANK, STATUSES
+
+    return {"severity": SEVERITIES, "status": STATUSES,
+            "evidence": tuple(sorted(EVIDENCE_RANK, key=EVIDENCE_RANK.get, reverse=True))}
+
+
+def _column_defs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """DataTables ``columnDefs`` for ``df`` (readable values), and ``df`` with a hidden rank column per ranked one.
+
+    Text reads from the left (a notebook's own style right-aligns every cell), long text wraps, and a
+    column of `_orders` sorts by a hidden rank column.
+    """
+    defs: list[dict] = []
+    out = df.copy()
+    for i, name in enumerate(df.columns):
+        col = df[name]
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            continue
+        text = col.astype(str)
+        long = bool(len(text)) and int(text.str.len().max()) > LONG_TEXT
+        defs.append({"targets": [i], "className": "dt-left sgaudit-long" if long else "dt-left"})
+        order = _orders().get(name)
+        if order and set(text) <= set(order) | {""}:
+            rank = len(out.columns)
+            out[f"{name} (rank)"] = [order.index(v) if v in order else len(order) for v in text]
+            defs += [{"targets": [i], "orderData": [rank]},
+                     {"targets": [rank], "visible": False, "searchable": False}]
+    return out, defs
+
+
 def datatable(df: pd.DataFrame, caption: str | None = None, max_rows: int = 2000,
               sort_by: str | Sequence[str] | None = None, columns: Sequence[str] | None = None) -> HTML:
     """An interactive table (sort, search, pages) that works in an offline HTML file.
@@ -156,12 +202,16 @@ def datatable(df: pd.DataFrame, caption: str | None = None, max_rows: int = 2000
     df = readable(df.head(max_rows)).reset_index(drop=True)
     note = truncation_note(len(df), total, keys)
     text = f"{caption} — {note}" if caption else note
+    df, defs = _column_defs(df)
     page = itables.to_html_datatable(
         df, caption=html.escape(text), connected=False, allow_html=False, showIndex=False,
         # itables would otherwise downsample past 64 KB on its own, silently as far as the caption goes.
         maxBytes=0, maxRows=0, maxColumns=0, display_logo_when_loading=False,
+        # A click on a column's name sorts it (itables' default keeps the name selectable instead, and
+        # only the small arrow sorts).
+        text_in_header_can_be_selected=False, columnDefs=defs, pageLength=PAGE_LENGTH,
     )
-    return HTML(page)
+    return HTML(_STYLE + page)
 
 
 def offline_datatables() -> HTML:
