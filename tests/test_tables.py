@@ -153,3 +153,24 @@ def test_generated_code_is_highlighted_when_short_and_shown_plain_folded_when_lo
     assert f"{long_text.count(chr(10)):,} lines of terraform" in page
     assert 'class="highlight"' not in page and not hasattr(long, "_repr_latex_")
     assert repr(long) == long_text
+
+
+def test_text_reads_from_the_left_long_text_wraps_and_ranked_columns_sort_by_meaning():
+    df = pd.DataFrame({"severity": ["low", "critical", "info"], "sentence": ["x" * 80, "y", "z"], "n": [1, 2, 3]})
+    page = datatable(df)._repr_html_()
+    args = dt_args(page)
+    defs = args["columnDefs"]
+    assert {"targets": [0], "className": "dt-left"} in defs  # a notebook's style right-aligns every cell
+    assert {"targets": [1], "className": "dt-left sgaudit-long"} in defs and "sgaudit-long{white-space:normal" in page
+    assert not [d for d in defs if d["targets"] == [2]]  # numbers stay right-aligned
+    # Severity sorts by a hidden rank: critical 0 … info 4, not alphabetically.
+    assert {"targets": [0], "orderData": [3]} in defs
+    assert {"targets": [3], "visible": False, "searchable": False} in defs
+    assert [r[3] for r in rows(page)] == [3, 0, 4]
+    assert not args.get("text_in_header_can_be_selected", False)  # a click on the name sorts
+    assert args["pageLength"] == 25
+
+
+def test_a_column_named_like_a_ranked_one_but_holding_other_values_sorts_as_text():
+    args = dt_args(datatable(pd.DataFrame({"status": ["open", "closed"]}))._repr_html_())
+    assert args["columnDefs"] == [{"targets": [0], "className": "dt-left"}]
