@@ -137,6 +137,21 @@ def test_findings_fit_the_page_and_sort_by_severity_when_their_column_name_is_cl
         assert shown.first.inner_text() == "info"
 
 
+def test_amounts_show_thousands_separators_and_still_sort_as_numbers(report):
+    with open_offline(report) as view:
+        page = view.page
+        page.wait_for_selector("table.dataTable tbody tr")
+        rules = page.locator(".dt-container", has=page.locator("caption", has_text="Every rule")).first
+        column = [t.strip() for t in rules.locator("thead th").all_inner_texts()].index("bytes") + 1
+        rules.locator("thead th", has_text="bytes").first.click()
+        rules.locator("thead th", has_text="bytes").first.click()  # descending: the biggest first
+        page.wait_for_timeout(200)
+        cells = rules.locator(f"tbody tr td:nth-child({column})").all_inner_texts()
+        assert "," in cells[0]
+        numbers = [int(c.replace(",", "") or 0) for c in cells]
+        assert numbers == sorted(numbers, reverse=True)
+
+
 def test_strings_from_aws_stay_text(report):
     with open_offline(report) as view:
         page = view.page

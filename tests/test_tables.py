@@ -162,7 +162,7 @@ def test_text_reads_from_the_left_long_text_wraps_and_ranked_columns_sort_by_mea
     defs = args["columnDefs"]
     assert {"targets": [0], "className": "dt-left"} in defs  # a notebook's style right-aligns every cell
     assert {"targets": [1], "className": "dt-left sgaudit-long"} in defs and "sgaudit-long{white-space:normal" in page
-    assert not [d for d in defs if d["targets"] == [2]]  # numbers stay right-aligned
+    assert not [d for d in defs if d["targets"] == [2] and "className" in d]  # numbers stay right-aligned
     # Severity sorts by a hidden rank: critical 0 … info 4, not alphabetically.
     assert {"targets": [0], "orderData": [3]} in defs
     assert {"targets": [3], "visible": False, "searchable": False} in defs
@@ -174,3 +174,12 @@ def test_text_reads_from_the_left_long_text_wraps_and_ranked_columns_sort_by_mea
 def test_a_column_named_like_a_ranked_one_but_holding_other_values_sorts_as_text():
     args = dt_args(datatable(pd.DataFrame({"status": ["open", "closed"]}))._repr_html_())
     assert args["columnDefs"] == [{"targets": [0], "className": "dt-left"}]
+
+
+def test_amounts_get_thousands_separators_and_identifiers_do_not():
+    df = pd.DataFrame({"bytes": [354747199], "connections": [1200], "from_port": [65535], "port": [8080],
+                       "protocol": [6]})
+    defs = dt_args(datatable(df)._repr_html_())["columnDefs"]
+    rendered = {d["targets"][0] for d in defs if "render" in d}
+    assert rendered == {0, 1}
+    assert all("toLocaleString('en-US')" in d["render"] for d in defs if "render" in d)

@@ -12,6 +12,7 @@ displays, returned instead. Without it a table stays on "Loading ITables…".
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -129,6 +130,14 @@ _STYLE = ("<style>table.dataTable.nowrap td.sgaudit-long{white-space:normal;min-
           "table.dataTable caption{text-align:left}</style>")
 
 
+#: A DataTables renderer: whole numbers displayed with thousands separators, sorted and searched as they are.
+_THOUSANDS = ("function (data, type) { return type === 'display' && data !== null && data !== '' "
+              "&& !isNaN(data) ? Number(data).toLocaleString('en-US') : data; }")
+
+#: Whole-number columns that are identifiers, not amounts: shown as AWS writes them (port 65535, not 65,535).
+_IDENTIFIERS = re.compile(r"port|protocol|family|code|type|_id$|^id$")
+
+
 def _orders() -> dict[str, tuple[str, ...]]:
     """Columns sorted by meaning, not alphabet: severity from critical down, status and evidence strongest first."""
     from .findings import SEVERITIES
@@ -144,11 +153,16 @@ def _column_defs(df: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     Text reads from the left (a notebook's own style right-aligns every cell), long text wraps, and a
     column of `_orders` sorts by a hidden rank column.
     """
+    from itables import JavascriptFunction
+
     defs: list[dict] = []
     out = df.copy()
     for i, name in enumerate(df.columns):
         col = df[name]
         if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            if pd.api.types.is_integer_dtype(col) and not _IDENTIFIERS.search(str(name)):
+                # 354,747,199 bytes, read at a glance; sorting still sees the number.
+                defs.append({"targets": [i], "render": JavascriptFunction(_THOUSANDS)})
             continue
         text = col.astype(str)
         long = bool(len(text)) and int(text.str.len().max()) > LONG_TEXT
