@@ -216,14 +216,15 @@ def _supernet(a: tuple[int, int], b: tuple[int, int], bits: int) -> tuple[int, i
     return a[0] & mask, plen
 
 
-class _Peer4(ipaddress.IPv4Address):
-    """An IPv4 address that computes its hash once (equal to `ipaddress.IPv4Address`'s, so they mix in sets).
+class _HashedOnce:
+    """An address that computes its hash once, equal to `ipaddress`'s own, so that both mix in sets.
 
     The plan puts the same peers in sets and dictionaries millions of times on a big account, and
-    `ipaddress`'s hash is a Python-level ``hash(hex(int(self._ip)))`` each time.
+    `ipaddress`'s hash is a Python-level ``hash(hex(int(self._ip)))`` each time. (The slot is declared by
+    each address class: a mixin's slot would clash with `ipaddress`'s layout.)
     """
 
-    __slots__ = ("_hash",)
+    __slots__ = ()
 
     def __init__(self, address):
         super().__init__(address)
@@ -233,17 +234,12 @@ class _Peer4(ipaddress.IPv4Address):
         return self._hash
 
 
-class _Peer6(ipaddress.IPv6Address):
-    """`_Peer4` for IPv6."""
-
+class _Peer4(_HashedOnce, ipaddress.IPv4Address):
     __slots__ = ("_hash",)
 
-    def __init__(self, address):
-        super().__init__(address)
-        self._hash = super().__hash__()
 
-    def __hash__(self) -> int:
-        return self._hash
+class _Peer6(_HashedOnce, ipaddress.IPv6Address):
+    __slots__ = ("_hash",)
 
 
 def _peer(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
