@@ -120,6 +120,18 @@ def test_unused_rule_that_a_guessed_conversation_would_need_is_info(tmp_path):
     assert "remove" not in f["fix"]
 
 
+def test_allow_all_egress_that_a_guessed_conversation_would_need_is_not_told_to_go(tmp_path):
+    # Local port 40000 is the lower one, so SPEC makes the flagless connection inbound; run the other way it
+    # needs the allow-all egress rule, which is "unused": both of its findings say to keep it.
+    snap = web(("sgr-svc", "tcp", 40000, {"cidr": "10.0.0.0/16"}),
+               ("sgr-out", "-1", {"egress": True, "cidr": "0.0.0.0/0"}))
+    recs = [rec(ENI, "10.0.2.7", IP, 50051, 40000, flags=0, direction="ingress"),
+            rec(ENI, IP, "10.0.2.7", 40000, 50051, flags=0, direction="egress")]
+    df = find(tmp_path, snap, recs)
+    assert "remove" not in one(df, "unused_rule", rule_id="sgr-out")["fix"]
+    assert "remove" not in one(df, "all_traffic_rule", rule_id="sgr-out")["fix"]
+
+
 def test_unused_rule_is_not_reported_for_an_unobserved_group(tmp_path):
     snap = web(("sgr-in", "tcp", 8443, {"cidr": "10.0.0.0/8"})).group("sg-x").interface("eni-x", "10.0.9.9", ["sg-x"])
     df = find(tmp_path, snap, [nodata("eni-x")])

@@ -403,7 +403,10 @@ def _permissive(ctx: _Context, r) -> list[dict]:
             ctx, r, "info", "all_traffic_rule", "all outbound traffic allowed (AWS default)",
             f"{_rule(r)}, AWS's default outbound rule; {_use(ctx, r)}.",
             "keep it, or restrict outbound traffic to the observed ports and peers (see `sgaudit plan`)"
-            if r.status == "used" else f"remove it if the hosts need no outbound traffic ({_revoke(r)})"))
+            # A rule that conversations of guessed direction would need the other way: the unused_rule
+            # finding says to keep it narrowed to them, as the plan does; this one must not say remove.
+            if r.status == "used" or r.rule_id in ctx.guessed
+            else f"remove it if the hosts need no outbound traffic ({_revoke(r)})"))
     if r.direction == "ingress" and int(r.proto_num) == -1 and not world:
         if wide is not None:
             severity, why = "high", "a wide address range"
