@@ -67,6 +67,14 @@ def test_report_is_written_with_the_executed_notebook_within_the_size_budget(rep
     assert 1_000_000 < size < SIZE_BUDGET
 
 
+def test_report_names_the_hour_with_no_logs_at_its_top(report):
+    # The sample's CloudWatch export ends at 12:00 and its S3 logs begin at 13:00.
+    text = report.read_text(encoding="utf-8")
+    gap = text.index("A gap in the logs:")
+    assert "2025-02-06T12:00:00Z to 2025-02-06T13:00:00Z (1 h): 1 h of the 4 h 59 min window" in text
+    assert gap < text.index("Window and coverage")
+
+
 def test_report_opens_offline_with_no_request_and_no_error(report):
     with open_offline(report) as view:
         view.page.wait_for_selector(".js-plotly-plot .main-svg")

@@ -455,3 +455,15 @@ def test_cli_report_with_relative_paths_from_another_folder(tmp_path, monkeypatc
     injected = next(c for c in nbformat.read(executed, as_version=4).cells
                     if "injected-parameters" in c.metadata.get("tags", []))
     assert f'inventory = "{SAMPLE / "inventory"}"' in injected.source  # made absolute
+
+
+def test_an_ipython_kernel_keeps_its_shutdown_log_off_stderr_and_other_kernels_get_no_option(tmp_path, monkeypatch):
+    # jupyter_client interrupts a kernel before shutting it down, and a busy IPython kernel then logged
+    # "KeyboardInterrupt caught in kernel" into the log of a report that was written fine.
+    assert report._quiet_kernel("python3") == ["--IPKernelApp.log_level=CRITICAL"]
+    spec = tmp_path / "kernels" / "other"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text('{"argv": ["xpython", "-f", "{connection_file}"], "display_name": "x", '
+                                      '"language": "python"}')
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    assert report._quiet_kernel("other") == [] and report._quiet_kernel("no-such-kernel") == []

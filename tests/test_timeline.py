@@ -291,6 +291,19 @@ def test_conversations_of_an_interface_or_a_peer(sample):
             summaries.top_talkers(sample, bad)
 
 
+def test_quiet_stretches_name_the_hour_without_logs_and_nothing_else(sample):
+    # The CloudWatch export covers 11:00-12:00 and the S3 logs 13:00-16:00; a connection logged in both
+    # spans the hole as a conversation, but its records do not.
+    t = sample.timeline("auto")
+    assert summaries.quiet_stretches(t) == [(pd.Timestamp("2025-02-06T12:00Z"), pd.Timestamp("2025-02-06T13:00Z"))]
+    alone = sgaudit.analyze([SAMPLE / "flow-logs"], SAMPLE / "inventory")
+    try:
+        assert summaries.quiet_stretches(alone.timeline("auto")) == []
+        assert summaries.quiet_stretches(alone.timeline("1min")) == []  # a quiet minute or two is ordinary
+    finally:
+        alone.close()
+
+
 def test_overview_names_window_and_coverage(sample):
     o = summaries.overview(sample).set_index("item")["value"]
     assert o["window start (UTC)"] == "2025-02-06T11:00:00Z"

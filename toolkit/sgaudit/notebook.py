@@ -109,3 +109,32 @@ def warnings(analysis, group_ids=None):
     return HTML('<div role="alert" style="border:2px solid #c0392b;background:#fdecea;color:#611a15;'
                 'padding:0.6em 1em;margin:0.5em 0"><strong>Warning: this result says little.</strong>'
                 f"<ul style=\"margin:0.3em 0 0 0\">{rows}</ul></div>")
+
+
+def quiet(timeline):
+    """A box naming the stretches of the window without any traffic (`sgaudit.summaries.quiet_stretches`), or None.
+
+    The last expression of a cell, early in a report: a findings sentence says "in the 4 h 59 min window",
+    and the auditor must know when an hour of it had no logs at all.
+
+    Parameters
+    ----------
+    timeline : sgaudit.timeline.Timeline
+        The whole analysis' timeline (``result.timeline(time_bucket)``), not a selection.
+
+    Returns
+    -------
+    IPython.display.HTML or None
+    """
+    import html
+
+    from IPython.display import HTML
+
+    from .summaries import quiet_stretches, quiet_text
+
+    text = quiet_text(quiet_stretches(timeline), timeline.window)
+    if not text:
+        return None
+    return HTML('<div role="note" style="border:2px solid #b7950b;background:#fef9e7;color:#5b4a05;'
+                'padding:0.6em 1em;margin:0.5em 0"><strong>A gap in the logs:</strong> '
+                f"{html.escape(text)}</div>")

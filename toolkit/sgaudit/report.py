@@ -422,6 +422,23 @@ def _kernel_manager_config() -> Any:
     return Config({"AsyncKernelManager": {"transport_encryption": "auto"}})
 
 
+def _quiet_kernel(kernel_name: str) -> list[str]:
+    """Arguments that keep an IPython kernel's own log off the run's stderr.
+
+    jupyter_client interrupts a kernel before shutting it down; an IPython kernel that is still busy then logs
+    "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel", which read as a failure in a scheduled
+    report's log although the report was written. What matters of a kernel reaches the notebook (a cell's
+    error) or papermill (a dead kernel). Other kernels may not take the option, so they get none.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(kernel_name).argv
+    except NoSuchKernel:
+        return []
+    return ["--IPKernelApp.log_level=CRITICAL"] if any("ipykernel" in a for a in argv) else []
+
+
 def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Mapping[str, Any] | None = None,
         *, kernel_name: str | None = None, progress: bool = True) -> Report:
     """Execute a notebook with papermill and export it as a self-contained HTML report.
@@ -482,7 +499,7 @@ def run(notebook: str | os.PathLike, out_html: str | os.PathLike, parameters: Ma
         papermill.execute_notebook(
             str(path), str(executed), parameters=parameters, kernel_name=kernel_name, language=language,
             progress_bar=progress and sys.stderr.isatty(), log_output=False, cwd=str(path.parent),
-            request_save_on_cell_execute=False,
+            request_save_on_cell_execute=False, extra_arguments=_quiet_kernel(kernel_name),
             **({"config": config} if config is not None else {}),
         )
     except papermill.PapermillExecutionError as exc:

@@ -348,6 +348,50 @@ def warnings(analysis: Analysis) -> list[str]:
 #: The share of malformed records above which `warnings` says so: AWS's own logs have none.
 MALFORMED_SHARE = 0.01
 
+#: A stretch without any traffic, from any interface, is named (`quiet_stretches`) when it lasts at least
+#: this long and this share of the window. Flow logs aggregate over up to 10 minutes; shorter silences are
+#: ordinary.
+QUIET_MIN = pd.Timedelta(minutes=15)
+QUIET_MIN_SHARE = 0.05
+
+
+def quiet_stretches(timeline) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """Stretches of the window in which no interface has any traffic, accepted or rejected: ``[(start, end)]``.
+
+    From a `Timeline` (its buckets hold the records that start in them, so a long connection logged before
+    and after a hole does not hide it). Such a stretch is flow logs missing (not delivered, not copied, a
+    flow log stopped), or every interface idle: either way "unused" and "not seen" cover less time than the
+    window says. Only stretches of `QUIET_MIN` and `QUIET_MIN_SHARE` of the window are named.
+    """
+    lo, hi = timeline.window
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or hi <= lo or not len(timeline.times):
+        return []
+    active = set(timeline.ports["time"]) | set(timeline.rules["time"])
+    out, start = [], None
+    for t in [*timeline.times, None]:
+        if t is not None and t not in active:
+            start = t if start is None else start
+            continue
+        if start is not None:
+            end = min(hi, t) if t is not None else hi
+            if end - start >= QUIET_MIN and end - start >= QUIET_MIN_SHARE * (hi - lo):
+                out.append((start, end))
+            start = None
+    return out
+
+
+def quiet_text(stretches: list[tuple[pd.Timestamp, pd.Timestamp]], window: tuple) -> str:
+    """One sentence naming `quiet_stretches`, or "" when there are none."""
+    if not stretches:
+        return ""
+    lo, hi = window
+    shown = "; ".join(f"{_iso(a)} to {_iso(b)} ({duration(b - a)})" for a, b in stretches[:3])
+    more = f" and {len(stretches) - 3} more" if len(stretches) > 3 else ""
+    total = sum((b - a for a, b in stretches), pd.Timedelta(0))
+    return (f"no interface has any traffic, accepted or rejected, from {shown}{more}: {duration(total)} of the "
+            f"{duration(hi - lo)} window. Either the flow logs of that time are missing (not delivered or not "
+            "copied) or every interface was idle; rules look unused over less time than the window says.")
+
 
 def duration(td: pd.Timedelta) -> str:
     """A window length for a sentence: ``4 h 59 min``, ``2 d 3 h``, ``45 s``."""
