@@ -314,5 +314,12 @@ def test_overview_names_window_and_coverage(sample):
     assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ by sgaudit " + re.escape(sgaudit.__version__),
                         o["analysed (UTC)"])
     assert o["rules"] == str(len(sample.usage))
+    # The rule whose referenced group is in a peered VPC outside the snapshot: unused by SPEC, its use unknown.
+    unknown = sample.usage["rule_id"].isin(sample.inventory.unresolved_rules()) & (sample.usage["status"] == "unused")
+    assert int(unknown.sum()) == 1
+    assert int(o["… unused"]) == int((sample.usage["status"] == "unused").sum()) - 1
+    assert o["… unused, but its peers are not in the snapshot (use unknown)"] == "1"
+    assert sum(int(v) for k, v in o.items() if k.startswith("… ") and k[2:] in summaries.STATUSES + (
+        "unused, but its peers are not in the snapshot (use unknown)",)) == len(sample.usage)
     assert int(o["… not observed (no flow logs: no evidence either way)"]) == int(
         (~sample.coverage.query("in_snapshot")["observed"]).sum())

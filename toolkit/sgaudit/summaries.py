@@ -283,9 +283,20 @@ def overview(analysis: Analysis) -> pd.DataFrame:
         ("security groups", f"{len(groups):,}"),
         ("… with an observed interface", f"{len(observed_groups):,}"),
         ("rules", f"{len(u):,}"),
-    ] + [(f"… {s}", f"{int((u['status'] == s).sum()):,}") for s in STATUSES] + [
-        ("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"),
     ]
+    # An "unused" rule whose referenced group or prefix list is not in the snapshot could match nothing:
+    # its use is unknown, and the report's removal candidates leave it out, so it is counted apart.
+    unknown = u["rule_id"].isin(analysis.inventory.unresolved_rules())
+    for status in STATUSES:
+        mine = u["status"] == status
+        if status == "unused":
+            rows.append((f"… {status}", f"{int((mine & ~unknown).sum()):,}"))
+            if (mine & unknown).any():
+                rows.append(("… unused, but its peers are not in the snapshot (use unknown)",
+                             f"{int((mine & unknown).sum()):,}"))
+        else:
+            rows.append((f"… {status}", f"{int(mine.sum()):,}"))
+    rows.append(("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"))
     return pd.DataFrame(rows, columns=["item", "value"])
 
 
