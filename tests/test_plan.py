@@ -393,6 +393,11 @@ def test_a_guessed_direction_is_kept_working_both_ways(tmp_path):
     assert proposed_for(p, "sgr-svc")[["from_port", "peer"]].values.tolist() == [[50051, "10.0.2.7/32"]]
     assert proposed_for(p, "sgr-out")[["from_port", "peer"]].values.tolist() == [[40000, "10.0.2.7/32"]]
     assert "their direction is a guess" in p.actions.set_index("rule_id").loc["sgr-svc", "reason"]
+    # The service rule's proposal exists only for the other way round, and says so to its reviewer.
+    assert proposed_for(p, "sgr-svc")[["why", "description"]].values.tolist() == [
+        ["direction guessed", "sgaudit: replaces sgr-svc, direction guessed"]]
+    assert proposed_for(p, "sgr-out")[["why", "description"]].values.tolist() == [
+        ["observed", "sgaudit: replaces sgr-out"]]
     assert_proved(result, p)
     rules = p.inventory.rules
     broken = replace(p, inventory=replace(p.inventory, rules=rules[rules["is_egress"]]))  # sgr-svc's part dropped
@@ -432,6 +437,8 @@ def test_one_way_icmp_is_kept_by_the_plan(tmp_path):
     p = plan_.propose(result)
     assert actions(p)["sgr-pmtud"] == "keep"
     assert sorted(proposed_for(p, "sgr-all")["protocol"]) == ["icmpv6", "tcp"]
+    assert dict(proposed_for(p, "sgr-all")[["protocol", "why"]].values.tolist()) == {
+        "icmpv6": "one-way ICMP", "tcp": "observed"}
     assert "one-way ICMP" in p.actions.set_index("rule_id").loc["sgr-all", "reason"]
     lost = assert_proved(result, p)
     assert lost.attrs["checked"] == 4

@@ -65,7 +65,9 @@ INTERNAL = tuple(ipaddress.ip_network(n) for n in (
 ACTION_COLUMNS = ["group_id", "group_name", "rule_id", "direction", "status", "action", "old", "new", "carried",
                   "reason"]
 PROPOSED_COLUMNS = ["rule_id", "group_id", "replaces", "is_egress", "protocol", "from_port", "to_port",
-                    "peer_kind", "peer", "description"]
+                    "peer_kind", "peer", "description", "why"]
+#: A proposed rule's ``why``: what it keeps working (`_kept_for`).
+OBSERVED, GUESSED, ONE_WAY_ICMP = "observed", "direction guessed", "one-way ICMP"
 LOST_COLUMNS = ["interface_id", "direction", "protocol", "local_port", "peer", "peer_port", "port", "evidence",
                 "rules_before", "rules_after", "why"]
 
@@ -83,7 +85,9 @@ class Plan:
     proposed_rules : pandas.DataFrame
         One row per new rule: ``rule_id`` (``sgr-proposed-0001``…), ``group_id``, ``replaces`` (the rule id),
         ``is_egress``, ``protocol`` (the API's ``IpProtocol``), ``from_port``, ``to_port``, ``peer_kind``
-        (``cidr``, ``prefix_list``, ``group``), ``peer`` and ``description``.
+        (``cidr``, ``prefix_list``, ``group``), ``peer``, ``description`` and ``why``: ``observed`` (it
+        carries conversations seen its way), ``direction guessed`` (only conversations whose direction is a
+        guess need it, run the other way: a rule on a client's ephemeral port, say) or ``one-way ICMP``.
     inventory : Inventory
         The snapshot with the proposed rules in place of those replaced or removed.
     limits : list of str
@@ -377,7 +381,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
                 decisions[rid].update(action="keep", reason="its traffic needs all it allows, within the rule budget")
 
     proposed = _reconcile(rules, decisions, services)
-    actions, proposed_df, new_inventory = _assemble(inv, rules, decisions, proposed)
+    actions, proposed_df, new_inventory = _assemble(inv, rules, decisions, proposed, narrow)
     plan = Plan(actions, proposed_df, new_inventory, [], int(rule_budget), bool(keep_attempted),
                 bool(narrow_internet))
     plan.limits = _limits(analysis, plan, over)
@@ -756,18 +760,44 @@ def _reconcile(rules: pd.DataFrame, decisions: dict, services: dict) -> dict[str
             return {rid: items for rid, items in proposed.items() if decisions[rid]["action"] == "replace"}
 
 
-def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: dict[str, list[tuple]]):
-    """The actions table, the proposed rules with their new ids, and the inventory with them in place."""
+def _kept_for(rows: list[tuple], item: tuple) -> str:
+    """Why a proposed rule is there: `OBSERVED`, or only `GUESSED` or `ONE_WAY_ICMP` conversations need it.
+
+    ``rows`` are the replaced rule's `_carried` rows, ``item`` the proposed rule ``(protocol, from, to,
+    peer_kind, peer)``; a rule whose every row was seen its way is `OBSERVED` without a look at the item.
+    """
+    if all(row[6] == "seen" for row in rows):
+        return OBSERVED
+    proto, lo, hi, kind, peer = item
+    net = ipaddress.ip_network(peer, strict=False) if kind == "cidr" else None
+    found = {row[6] for row in rows
+             if row[1] == proto and (proto not in (6, 17) or lo <= row[2] <= hi)
+             and (net is None or (row[3].version == net.version and row[3] in net))}
+    if not found or "seen" in found:
+        return OBSERVED
+    return ONE_WAY_ICMP if found == {"icmp"} else GUESSED
+
+
+def _assemble(inv: Inventory, rules: pd.DataFrame, decisions: dict, proposed: dict[str, list[tuple]],
+              carried: dict[str, list[tuple]]):
+    """The actions table, the proposed rules with their new ids, and the inventory with them in place.
+
+    A proposed rule kept only for conversations of guessed direction (or one-way ICMP) says so in its
+    ``why`` and its description: on a client's ephemeral port it would otherwise look like a mistake.
+    """
     new_rows, n = [], 0
     by_id = {r.rule_id: r for r in rules.itertuples(index=False)}
     for rid in sorted(proposed, key=lambda x: (by_id[x].group_id, bool(by_id[x].is_egress), x)):
         r = by_id[rid]
-        for proto, lo, hi, kind, peer in sorted(proposed[rid], key=lambda it: (it[0], it[1], it[2], it[3], it[4])):
+        for item in sorted(proposed[rid], key=lambda it: (it[0], it[1], it[2], it[3], it[4])):
+            proto, lo, hi, kind, peer = item
+            why = _kept_for(carried.get(rid, []), item)
             n += 1
             new_rows.append({"rule_id": f"sgr-proposed-{n:04d}", "group_id": r.group_id, "replaces": rid,
                              "is_egress": bool(r.is_egress), "protocol": _ip_protocol(proto),
                              "from_port": int(lo), "to_port": int(hi), "peer_kind": kind, "peer": peer,
-                             "description": f"sgaudit: replaces {rid}", "_proto": proto})
+                             "description": f"sgaudit: replaces {rid}" + ("" if why == OBSERVED else f", {why}"),
+                             "why": why, "_proto": proto})
     proposed_df = pd.DataFrame(new_rows, columns=PROPOSED_COLUMNS + ["_proto"])
     texts = defaultdict(list)
     for p in new_rows:
