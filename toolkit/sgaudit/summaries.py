@@ -377,7 +377,8 @@ def quiet_stretches(timeline) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     lo, hi = timeline.window
     if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or hi <= lo or not len(timeline.times):
         return []
-    active = set(timeline.ports["time"]) | set(timeline.rules["time"])
+    # Distinct times first: the per-port table has a row per port and bucket, millions on a big account.
+    active = set(timeline.ports["time"].unique()) | set(timeline.rules["time"].unique())
     out, start = [], None
     for t in [*timeline.times, None]:
         if t is not None and t not in active:
