@@ -370,23 +370,6 @@ def reduce_on_athena(session, lo_ms: int, hi_ms: int, *, database: str, table: s
     return run_athena(session, sql, database, workgroup, output_location, endpoint_url, poll=poll)
 
 
-def _athena_session(session, region: str | None):
-    """The boto3 session Athena is called with: ``session`` itself, or made from a profile name (or None).
-
-    ``region`` (``--athena-region``) wins over the profile's.
-    """
-    if session is not None and not isinstance(session, str):
-        return session
-    import boto3
-    from botocore.exceptions import ProfileNotFound
-
-    try:
-        return boto3.Session(profile_name=session, region_name=region)
-    except ProfileNotFound as exc:
-        raise EngineError(f"AWS profile {session!r}: {exc}; check --profile against aws configure list-profiles") \
-            from None
-
-
 def _athena_errors(call: Callable[[], pd.DataFrame], options: dict) -> pd.DataFrame:
     """Run ``call``, turning botocore's failures into an `EngineError` that says what to do."""
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
@@ -554,7 +537,9 @@ def reduce_with_engine(engine: str, con, files, workdir: Path, lo: int | None, h
         missing = [k for k in ("database", "table") if not options.get(k)]
         if missing:
             raise EngineError(f"engine 'athena' needs {' and '.join(missing)} (--athena-database, --athena-table)")
-        session = _athena_session(options.pop("session", None), options.pop("region", None))
+        from .remote import boto_session
+
+        session = boto_session(options.pop("session", None), options.pop("region", None))
         rows = _athena_errors(lambda: reduce_on_athena(session, lo_ms, hi_ms, **options), options)
     else:
         raise EngineError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

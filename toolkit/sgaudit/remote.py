@@ -154,7 +154,7 @@ def fetch_all(entries: Iterable[str | Path], start_ms: int | None, end_ms: int |
         # Flow logs name a network's internal addresses: a new cache is its owner's alone (downloads are
         # written 0600 by mkstemp already; an existing folder keeps the mode its owner gave it).
         root.mkdir(parents=True, mode=0o700)
-    session = _session(aws_session)
+    session = boto_session(aws_session)
     out: list[str | Path] = []
     formats: dict[Path, tuple[str, ...]] = {}
     for entry in entries:
@@ -549,14 +549,19 @@ def _client(session, service: str, endpoint_url: str | None, region: str | None,
                           "or leave it out to call AWS itself.") from None
 
 
-def _session(aws_session):
+def boto_session(aws_session=None, region: str | None = None):
+    """The boto3 session sgaudit calls AWS with: ``aws_session`` itself, or one made from a profile name.
+
+    None is the environment's credentials. ``region`` applies to a session made here (``--athena-region``
+    over the profile's own).
+    """
     import boto3
 
     if aws_session is None:
-        return boto3.Session()
+        return boto3.Session(region_name=region)
     if isinstance(aws_session, str):
         try:
-            return boto3.Session(profile_name=aws_session)
+            return boto3.Session(profile_name=aws_session, region_name=region)
         except Exception as exc:  # botocore's ProfileNotFound
             raise RemoteError(f"AWS profile {aws_session!r}: {exc}; check --profile against "
                               "aws configure list-profiles") from exc
