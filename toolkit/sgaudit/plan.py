@@ -300,7 +300,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
     carried, internet = _carried(analysis, evidence, {ipaddress.ip_address(a) for a in inv.addresses["address"]})
 
     decisions: dict[str, dict] = {}
-    narrow: dict[str, list[_Service]] = {}
+    narrow: dict[str, list[tuple]] = {}  # rule → its `_carried` rows, for the rules narrowed
     for r in rules.itertuples(index=False):
         status = status_of.get(r.rule_id, "unobserved")
         d = decisions[r.rule_id] = {"status": status, "action": "", "carried": 0, "reason": ""}
@@ -324,7 +324,7 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
         else:
             rows = carried.get(r.rule_id, [])
             d["carried"] = sum(c[0] for c in rows)
-            narrow[r.rule_id] = rows  # type: ignore[assignment]
+            narrow[r.rule_id] = rows
             d["needed"] = _needed(status, rows)
 
     by_id = {r.rule_id: r for r in rules.itertuples(index=False)}
