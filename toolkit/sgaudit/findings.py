@@ -114,7 +114,7 @@ def findings(analysis: Analysis) -> pd.DataFrame:
     """
     ctx = _Context.build(analysis, summaries.rules(analysis), summaries.world_open(analysis))
     rows: list[dict] = []
-    for r in ctx.rules.itertuples(index=False):
+    for r in ctx.rule_rows:
         if r.status == "unattached":
             continue  # the group's finding covers its rules: on no interface, they expose nothing today
         rows += _permissive(ctx, r)
@@ -160,6 +160,8 @@ class _Context:
     unresolved: dict[str, str]
     prefix_lists: dict[str, list[str]]
     guessed: dict[str, int]
+    #: `rules` as tuples, read once: every per-rule check walks them.
+    rule_rows: list
 
     @classmethod
     def build(cls, analysis: Analysis, rules: pd.DataFrame, world: pd.DataFrame) -> _Context:
@@ -189,6 +191,7 @@ class _Context:
             unresolved=unresolved,
             guessed=_guessed(analysis),
             prefix_lists=inv.prefix_lists,
+            rule_rows=list(df.itertuples(index=False)),
         )
 
     def in_window(self) -> str:
@@ -556,8 +559,9 @@ def _shadowed(ctx: _Context) -> list[dict]:
     out = []
     # Rules as tuples, grouped in one pass: pandas per group cost seconds on a big account.
     by_group: dict[tuple[str, str], list] = defaultdict(list)
-    for r in ctx.rules[ctx.rules["status"] != "unattached"].itertuples(index=False):
-        by_group[r.group_id, r.direction].append(r)
+    for r in ctx.rule_rows:
+        if r.status != "unattached":
+            by_group[r.group_id, r.direction].append(r)
     for key in sorted(by_group):
         rows = by_group[key]
         for inner in rows:
@@ -623,7 +627,7 @@ def _groups(ctx: _Context) -> list[dict]:
     # The rules as tuples, grouped in one pass, not a pandas filter per group: a big account has thousands.
     of_group: dict[str, list] = defaultdict(list)
     referenced_by: dict[str, list[str]] = defaultdict(list)
-    for r in ctx.rules.itertuples(index=False):
+    for r in ctx.rule_rows:
         of_group[r.group_id].append(r)
         if r.peer_kind == "group" and r.peer != r.group_id:
             referenced_by[r.peer].append(r.rule_id)
