@@ -340,6 +340,9 @@ def test_spec_reject_is_never_usage_and_is_reported_per_port_counting_peer_and_p
     assert (rej["interface_id"], rej["direction"], rej["protocol"], rej["port"]) == (WEB, "inbound", 6, 443)
     assert rej["attempts"] == 3 and rej["peers"] == 2 and rej["records"] == 4
     assert "network ACL" in rej["likely_cause"]
+    # The coverage table counts REJECT records, and its column says so: they are not attempts.
+    cov = r.coverage.set_index("interface_id")
+    assert "rejected" not in cov.columns and cov.loc[WEB, "rejected_records"] == 4
 
 
 

@@ -217,6 +217,10 @@ def test_sample_summaries(sample):
     assert set(world["peer"]) <= {"0.0.0.0/0", "::/0"} and not world.empty
     rdp = world[world["to_port"] == 3389].iloc[0]  # the scanners' port: knocked on, never answered
     assert rdp["attempt_peers"] > 0 and rdp["established_peers"] == 0
+    # A peer counts once, under its best evidence: in the sample one peer of 443 both completed a
+    # handshake and talked without one, and the three columns still add up to the rule's peers.
+    by_kind = world[["established_peers", "inferred_peers", "attempt_peers"]].sum(axis=1)
+    assert (by_kind == world["peers"]).all()
     peers = summaries.peers(sample, limit=100_000)
     u = sample.usage.set_index("rule_id")
     per_rule = peers.groupby("rule_id")["connections"].sum()
@@ -306,7 +310,9 @@ def test_quiet_stretches_name_the_hour_without_logs_and_nothing_else(sample):
 
 def test_overview_names_window_and_coverage(sample):
     o = summaries.overview(sample).set_index("item")["value"]
-    assert o["window start (UTC)"] == "2025-02-06T11:00:00Z"
+    # No --start/--end: the window is the records' span, both ends included, and the labels say so.
+    assert o["window start (UTC, the first record's start)"] == "2025-02-06T11:00:00Z"
+    assert o["window end (UTC, the last record's end)"] == summaries._iso(sample.window[1])
     assert o["accounts in the snapshot"] == "002244369527"  # the scope, for an auditor with only the report
     assert o["VPCs in the snapshot"] == str(sample.inventory.groups["vpc_id"].nunique())
     assert o["flow logs"] == ", ".join(str(p) for p in sample.call["flow_logs"])
@@ -323,3 +329,14 @@ def test_overview_names_window_and_coverage(sample):
         "unused, but its peers are not in the snapshot (use unknown)",)) == len(sample.usage)
     assert int(o["… not observed (no flow logs: no evidence either way)"]) == int(
         (~sample.coverage.query("in_snapshot")["observed"]).sum())
+
+
+def test_overview_says_a_window_the_user_gave_excludes_its_end():
+    given = sgaudit.analyze([SAMPLE / "flow-logs"], SAMPLE / "inventory",
+                            start="2025-02-06T13:00:00Z", end="2025-02-06T14:00:00Z")
+    try:
+        o = summaries.overview(given).set_index("item")["value"]
+    finally:
+        given.close()
+    assert o["window start (UTC, included)"] == "2025-02-06T13:00:00Z"
+    assert o["window end (UTC, excluded)"] == "2025-02-06T14:00:00Z"

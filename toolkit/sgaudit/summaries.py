@@ -76,19 +76,26 @@ def world_open(analysis: Analysis) -> pd.DataFrame:
     Open to the whole internet: 0.0.0.0/0, ::/0, or a prefix list whose entries cover either
     (`Inventory.world_rules`).
 
-    ``established_peers``/``inferred_peers`` answered a handshake or talked both ways; ``attempt_peers``
-    only knocked (a SYN answered by RST, or nothing back): scanners, typically.
+    Each peer counts once, under the best evidence among its conversations with the rule, so the three
+    add up to ``peers``: ``established_peers`` completed a handshake, ``inferred_peers`` talked both ways
+    without one, ``attempt_peers`` only knocked (a SYN answered by RST, or nothing back): scanners,
+    typically.
     """
     u = rules(analysis)
     u = u[(u["direction"] == "ingress") & u["rule_id"].isin(analysis.inventory.world_rules())]
     per_evidence = analysis.con.sql("""
-        SELECT cr.rule_id,
-               count(DISTINCT CASE WHEN c.evidence = 'established' THEN c.peer_addr END) AS established_peers,
-               count(DISTINCT CASE WHEN c.evidence = 'inferred' THEN c.peer_addr END) AS inferred_peers,
-               count(DISTINCT CASE WHEN c.evidence = 'attempted' THEN c.peer_addr END) AS attempt_peers
-        FROM conversation_rules cr JOIN classified c USING (conversation_id)
-        WHERE c.accepted AND c.direction = 'inbound'
-        GROUP BY cr.rule_id
+        SELECT rule_id,
+               count(*) FILTER (WHERE best = 3) AS established_peers,
+               count(*) FILTER (WHERE best = 2) AS inferred_peers,
+               count(*) FILTER (WHERE best = 1) AS attempt_peers
+        FROM (
+            SELECT cr.rule_id, c.peer_addr,
+                   max(CASE c.evidence WHEN 'established' THEN 3 WHEN 'inferred' THEN 2 ELSE 1 END) AS best
+            FROM conversation_rules cr JOIN classified c USING (conversation_id)
+            WHERE c.accepted AND c.direction = 'inbound'
+            GROUP BY cr.rule_id, c.peer_addr
+        ) AS per_peer
+        GROUP BY rule_id
     """).df()
     out = u.merge(per_evidence, on="rule_id", how="left")
     for col in ("established_peers", "inferred_peers", "attempt_peers"):
@@ -264,8 +271,10 @@ def overview(analysis: Analysis) -> pd.DataFrame:
     groups = analysis.inventory.groups
     observed_groups = set(u.loc[~u["status"].isin(["unobserved", "unattached"]), "group_id"])
     rows = [
-        ("window start (UTC)", _iso(lo)),
-        ("window end (UTC)", _iso(hi)),
+        # Which side is whose: a window the user gave is [start, end); one taken from the records runs from
+        # the first record's start to the last one's end, both included.
+        (_window_label("start", analysis.bounds_ms[0], "first record's start"), _iso(lo)),
+        (_window_label("end", analysis.bounds_ms[1], "last record's end", given="excluded"), _iso(hi)),
         ("window length", duration(hi - lo) if lo is not None and hi is not None else "no records"),
         # Which accounts and VPCs were audited: an auditor holding only the report can check its scope.
         ("accounts in the snapshot", _some(sorted(set(groups["owner_id"].dropna()) - {""}))),
@@ -298,6 +307,11 @@ def overview(analysis: Analysis) -> pd.DataFrame:
             rows.append((f"… {status}", f"{int(mine.sum()):,}"))
     rows.append(("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"))
     return pd.DataFrame(rows, columns=["item", "value"])
+
+
+def _window_label(side: str, given_ms: int | None, taken: str, given: str = "included") -> str:
+    """``window end (UTC, excluded)`` for a bound the user gave, ``window end (UTC, the last record's end)``."""
+    return f"window {side} (UTC, {given if given_ms is not None else 'the ' + taken})"
 
 
 def _sources(call: dict) -> str:

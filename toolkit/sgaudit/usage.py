@@ -271,7 +271,8 @@ def coverage_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFra
             sum(records) AS records,
             sum(CASE WHEN bucket = 'nodata' THEN records ELSE 0 END) AS nodata,
             sum(CASE WHEN bucket = 'skipdata' THEN records ELSE 0 END) AS skipdata,
-            sum(rejected) AS rejected,
+            -- Records, not attempts: the rejected table counts attempts as distinct (peer, peer port).
+            sum(rejected) AS rejected_records,
             min(first_ms) AS first_ms, max(last_ms) AS last_ms
         FROM buckets
         WHERE interface_id IS NOT NULL AND bucket NOT IN ('malformed', 'outside_window')
@@ -280,11 +281,11 @@ def coverage_table(con: duckdb.DuckDBPyConnection, inv: Inventory) -> pd.DataFra
     snap = inv.interfaces[["interface_id", "interface_type", "description", "group_ids", "instance_id"]]
     df = snap.merge(seen, on="interface_id", how="outer")
     df["in_snapshot"] = df["interface_id"].isin(set(snap["interface_id"]))
-    for col in ("records", "nodata", "skipdata", "rejected"):
+    for col in ("records", "nodata", "skipdata", "rejected_records"):
         df[col] = pd.to_numeric(df[col]).fillna(0).astype("int64")
     df["observed"] = df["records"] > 0
     df["group_ids"] = df["group_ids"].fillna("")
     df = _times(df)
     cols = ["interface_id", "in_snapshot", "observed", "interface_type", "description", "instance_id",
-            "group_ids", "records", "rejected", "nodata", "skipdata", "first_seen", "last_seen"]
+            "group_ids", "records", "rejected_records", "nodata", "skipdata", "first_seen", "last_seen"]
     return df[cols].sort_values("interface_id").reset_index(drop=True)
