@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 from builders import Snapshot, handshake, run
-from sgaudit import figures
+from sgaudit import figures, summaries
 from sgaudit.errors import SgauditError
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -420,3 +420,18 @@ def test_port_heatmap_says_when_groups_were_left_out():
     fig = figures.port_heatmap(timeline(), max_items=1)
     assert len(fig.data) == 1 and len(fig.layout.updatemenus) == 1
     assert fig.layout.title.subtitle.text == "group sg-0a1 (web) — 3 ports (busiest 1 of 2 groups)"
+
+
+def test_status_by_group_draws_unused_rules_whose_peers_are_unknown_apart():
+    # sgr-2 references a group that is not in the snapshot: SPEC's `unused`, but its use is unknown.
+    rules = rules_frame().assign(peers_known=[True, False, True, True, True])
+    fig = figures.status_by_group(rules)
+    unknown = summaries.PEERS_UNKNOWN
+    assert [t.name for t in fig.data] == ["used", "attempted", "unused", unknown, "unobserved", "unattached"]
+    counts = {t.name: list(t.x) for t in fig.data}
+    assert counts["unused"] == [0, 0, 0] and counts[unknown] == [1, 0, 0]
+    hatched = fig.data[3].marker
+    assert hatched.pattern.shape == "/" and hatched.pattern.fgcolor == figures.STATUS_COLOURS["unused"]
+    # Without any such rule the figure keeps SPEC's five statuses.
+    assert [t.name for t in figures.status_by_group(rules_frame().assign(peers_known=True)).data] == list(
+        figures.STATUSES)

@@ -213,6 +213,10 @@ def test_sample_summaries(sample):
     assert rules.loc[~rules["peers_known"], "rule_id"].tolist() == ["sgr-0cbccd950a7c96c2a"]
     by_status = summaries.rules_by_status(sample.usage)
     assert by_status["rules"].sum() == len(sample.usage)
+    # From the rules frame, the unused rule whose referenced group is in a peered VPC is counted apart.
+    shown = summaries.rules_by_status(summaries.rules(sample))
+    assert shown[summaries.PEERS_UNKNOWN].sum() == 1
+    assert shown["unused"].sum() == by_status["unused"].sum() - 1 and shown["rules"].sum() == len(sample.usage)
     world = summaries.world_open(sample)
     assert set(world["peer"]) <= {"0.0.0.0/0", "::/0"} and not world.empty
     rdp = world[world["to_port"] == 3389].iloc[0]  # the scanners' port: knocked on, never answered

@@ -22,6 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .errors import SgauditError
+from .summaries import PEERS_UNKNOWN, shown_statuses
 from .tables import protocol_name, require_columns
 from .usage import STATUSES
 
@@ -199,6 +200,14 @@ def _visibility(spans: Sequence[tuple[int, int]], total: int, chosen: int) -> li
 # --- rule status per group ---------------------------------------------------------------------------
 
 
+def _status_marker(status: str) -> dict:
+    """A status's fixed colour; an unused rule whose peers are unknown is unused's red, hatched on white."""
+    if status == PEERS_UNKNOWN:
+        return {"color": "#ffffff", "line": {"color": STATUS_COLOURS["unused"], "width": 1},
+                "pattern": {"shape": "/", "fgcolor": STATUS_COLOURS["unused"], "solidity": 0.3}}
+    return {"color": STATUS_COLOURS[status]}
+
+
 def status_by_group(rules: pd.DataFrame) -> go.Figure:
     """One horizontal bar per security group, split into its rules' counts by status.
 
@@ -211,6 +220,8 @@ def status_by_group(rules: pd.DataFrame) -> go.Figure:
     -------
     plotly.graph_objects.Figure
         Segments in the order of `STATUSES` with fixed colours; groups sorted by label, top to bottom.
+        Given ``peers_known`` (a `summaries.rules` frame), unused rules whose referenced group or prefix
+        list is not in the snapshot are a hatched segment of their own, `summaries.PEERS_UNKNOWN`.
 
     Raises
     ------
@@ -227,15 +238,16 @@ def status_by_group(rules: pd.DataFrame) -> go.Figure:
                            f"expected {', '.join(STATUSES)}")
     names = rules.drop_duplicates("group_id").set_index("group_id")["group_name"]
     labels = {g: group_label(g, names[g]) for g in names.index}
-    counts = pd.crosstab(rules["group_id"], rules["status"]).reindex(columns=list(STATUSES), fill_value=0)
+    shown, order = shown_statuses(rules)
+    counts = pd.crosstab(rules["group_id"], shown.rename("status")).reindex(columns=order, fill_value=0)
     counts = counts.loc[sorted(counts.index, key=lambda g: labels[g])]
     axis = [as_text(_short(labels[g])) for g in counts.index]
     full = [as_text(labels[g]) for g in counts.index]
     totals = counts.sum(axis=1).tolist()
     fig = go.Figure()
-    for status in STATUSES:
+    for status in order:
         fig.add_trace(go.Bar(
-            orientation="h", name=status, y=axis, x=counts[status].tolist(), marker_color=STATUS_COLOURS[status],
+            orientation="h", name=status, y=axis, x=counts[status].tolist(), marker=_status_marker(status),
             customdata=[[f, t] for f, t in zip(full, totals, strict=True)],
             hovertemplate=f"%{{customdata[0]}}<br>{status}: %{{x}} of %{{customdata[1]}} rules<extra></extra>",
         ))

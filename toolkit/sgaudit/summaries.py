@@ -62,10 +62,36 @@ def filter_rules(df: pd.DataFrame, group_ids=None, status=None, direction=None, 
     return df[mask].reset_index(drop=True)
 
 
-def rules_by_status(usage: pd.DataFrame) -> pd.DataFrame:
-    """Per group: how many of its rules are used, attempted, unused, unobserved, unattached."""
-    counts = pd.crosstab([usage["group_id"], usage["group_name"]], usage["status"])
-    counts = counts.reindex(columns=list(STATUSES), fill_value=0)
+#: How a report names an `unused` rule whose referenced group or prefix list is not in the snapshot: it
+#: could match nothing here, so nothing is known about its use. SPEC's usage table still says `unused`.
+PEERS_UNKNOWN = "unused, peers unknown"
+
+
+def shown_statuses(rules: pd.DataFrame) -> tuple[pd.Series, list[str]]:
+    """Each rule's status as a report shows it, and the statuses in order.
+
+    With a ``peers_known`` column (a `rules` frame), an unused rule whose peers are not in the snapshot is
+    `PEERS_UNKNOWN`, listed after ``unused`` when there is one; without it, SPEC's statuses as they are.
+    """
+    status = rules["status"].astype(object)
+    order = list(STATUSES)
+    if "peers_known" in rules.columns:
+        unknown = (status == "unused") & ~rules["peers_known"].astype(bool)
+        if unknown.any():
+            status = status.mask(unknown, PEERS_UNKNOWN)
+            order.insert(order.index("unused") + 1, PEERS_UNKNOWN)
+    return status, order
+
+
+def rules_by_status(rules: pd.DataFrame) -> pd.DataFrame:
+    """Per group: how many of its rules are used, attempted, unused, unobserved, unattached.
+
+    Given a `rules` frame, unused rules whose peers are not in the snapshot are counted apart
+    (`shown_statuses`), so that the ``unused`` column holds only rules known to be unused.
+    """
+    status, order = shown_statuses(rules)
+    counts = pd.crosstab([rules["group_id"], rules["group_name"]], status.rename("status"))
+    counts = counts.reindex(columns=order, fill_value=0)
     counts["rules"] = counts.sum(axis=1)
     return counts.reset_index().rename_axis(columns=None)
 
