@@ -21,6 +21,7 @@ import sgaudit
 from builders import T0, Snapshot, handshake, nodata, rec, run, write_log
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from sgaudit import findings as findings_
 from sgaudit import plan as plan_
 from sgaudit.errors import SgauditError
 from sgaudit.inventory import protocol_number
@@ -245,6 +246,11 @@ def test_unobserved_and_unattached_rules_are_kept_and_say_why(tmp_path):
     assert a.loc["sgr-spare", "action"] == "keep" and a.loc["sgr-spare", "status"] == "unattached"
     assert a.loc["sgr-quiet", "reason"].startswith("no evidence")
     assert a.loc["sgr-spare", "reason"].startswith("no evidence")
+    # The plan keeps an unattached group's rules; deleting the group is what the findings advise, and the
+    # reason says so rather than contradicting them.
+    assert "unattached_group finding advises deleting the group" in a.loc["sgr-spare", "reason"]
+    [group] = [f for f in findings_.findings(result).to_dict("records") if f["kind"] == "unattached_group"]
+    assert group["group_id"] == "sg-spare" and "delete-security-group" in group["fix"]
     assert "sgr-quiet" in set(p.inventory.rules["rule_id"])
     assert any(s.startswith("1 interface(s) of the snapshot had no record") for s in p.limits)
     assert_proved(result, p)

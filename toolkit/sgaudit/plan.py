@@ -311,8 +311,11 @@ def propose(analysis: Analysis, *, rule_budget: int = 25, keep_attempted: bool =
             d.update(action="keep", reason="no evidence: no interface carrying the group was observed in the "
                                            "window, so the rule was never put to the test")
         elif status == "unattached":
+            # The plan changes rules, never groups: deleting the whole group is the unattached_group
+            # finding's advice, which the reason points to so that the two read the same way.
             d.update(action="keep", reason="no evidence: the group is on no interface, so nothing can use the "
-                                           "rule; delete the group itself if it is not needed")
+                                           "rule; the unattached_group finding advises deleting the group "
+                                           "itself once no launch template or stack names it")
         elif status == "unused" and r.rule_id not in carried:
             d.update(action="remove", reason="unused: an interface carrying the group was observed and no "
                                              "accepted conversation matched the rule")
