@@ -82,9 +82,9 @@ class Plan:
         One row per rule of the inventory: ``group_id, group_name, rule_id, direction, status, action``
         (``keep``, ``replace``, ``remove``), ``old`` (the rule as text), ``new`` (its replacements as text,
         ``; ``-separated), ``carried`` (the conversations the plan keeps for it) and ``reason``.
-        ``carried`` is not the usage table's ``connections``: it leaves out the conversations whose
-        evidence is not kept (``attempted``, unless ``keep_attempted``) and adds those the rule would need
-        the other way round: one-way ICMP, and conversations whose direction is only a guess.
+        ``carried`` is not the usage table's ``connections``: it leaves out ``attempted`` conversations
+        (unless ``keep_attempted``) but keeps one-way ICMP, and it adds the conversations whose direction
+        is only a guess that would need the rule were they running the other way.
     proposed_rules : pandas.DataFrame
         One row per new rule: ``rule_id`` (``sgr-proposed-0001``…), ``group_id``, ``replaces`` (the rule id),
         ``is_egress``, ``protocol`` (the API's ``IpProtocol``), ``from_port``, ``to_port``, ``peer_kind``
