@@ -160,6 +160,32 @@ def test_amounts_show_thousands_separators_and_still_sort_as_numbers(report):
         assert numbers == sorted(numbers, reverse=True)
 
 
+def test_printed_tables_show_every_row_without_their_controls_and_come_back_after(report):
+    # Audit evidence is often filed as PDF: a printed table must hold all its rows, not the page on screen.
+    with open_offline(report) as view:
+        page = view.page
+        page.wait_for_selector("table.dataTable tbody tr")
+        rules = page.locator(".dt-container", has=page.locator("caption", has_text="Every rule")).first
+        total = int(rules.locator(".dt-info").inner_text().split(" of ")[1].split()[0].replace(",", ""))
+        assert total > 25 and rules.locator("tbody tr").count() == 25  # one screen page
+        page.emulate_media(media="print")
+        page.wait_for_timeout(300)
+        assert rules.locator("tbody tr").count() == total
+        assert not rules.locator(".dt-search").is_visible() and not rules.locator(".dt-paging").is_visible()
+        # On A4 paper the findings, sentences and all (and a hostile group name), fit the page's width.
+        page.set_viewport_size({"width": 794, "height": 1123})
+        page.wait_for_timeout(300)
+        found = page.locator(".dt-container", has=page.locator("caption", has_text="Findings")).first
+        widths = found.evaluate("c => [c.querySelector('table').getBoundingClientRect().width, "
+                                "c.getBoundingClientRect().width]")
+        assert widths[0] <= widths[1] <= 794, widths
+        page.emulate_media(media="screen")
+        page.wait_for_timeout(300)
+        assert rules.locator("tbody tr").count() == 25 and rules.locator(".dt-search").is_visible()
+        assert page.pdf(format="A4")[:5] == b"%PDF-"  # print-to-PDF itself runs through the same events
+        assert rules.locator("tbody tr").count() == 25 and view.errors == []
+
+
 def test_strings_from_aws_stay_text(report):
     with open_offline(report) as view:
         page = view.page

@@ -50,12 +50,15 @@ def setup() -> None:
       exported report draws), and plotly.js is embedded once, before the first figure;
     - initialises itables offline (``connected=False``, every DataFrame displayed as a sortable,
       searchable table): its DataTables bundle is displayed once, here, as an HTML output that shows
-      nothing when scripts run.
+      nothing when scripts run, followed by `tables.print_all_rows` (a printed table holds all its rows).
 
     It displays nothing else and returns nothing.
     """
+    from IPython.display import display
     from IPython.utils.capture import capture_output
     from itables import init_notebook_mode
+
+    from .tables import print_all_rows
 
     pio.renderers[RENDERER] = OfflineNotebookRenderer()
     pio.renderers.default = DEFAULT_RENDERERS
@@ -67,6 +70,7 @@ def setup() -> None:
         init_notebook_mode(all_interactive=True, connected=False)
     for output in sorted(shown.outputs, key=_is_module_script):
         output.display()
+    display(print_all_rows())
 
 
 def _is_module_script(output) -> bool:
