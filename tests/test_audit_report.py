@@ -75,6 +75,17 @@ def test_report_names_the_hour_with_no_logs_at_its_top(report):
     assert gap < text.index("Window and coverage")
 
 
+def test_report_says_its_conclusion_in_short_at_its_top(report):
+    # The hostile inventory changes names, not counts: the sample's 36 rules, 37 findings, 6 unexplained.
+    text = report.read_text(encoding="utf-8")
+    short = text.index("In short:")
+    assert short < text.index("Window and coverage")
+    said = text[short:text.index("</div>", short)]
+    assert "36 rules in 11 security groups over the 4 h 59 min from 2025-02-06T11:00:00Z" in said
+    assert "19 used, 2 only attempted, 6 unused, 1 of unknown use" in said
+    assert "37 findings: 1 critical, 1 high" in said and "6 accepted conversations no rule explains." in said
+
+
 def test_report_opens_offline_with_no_request_and_no_error(report):
     with open_offline(report) as view:
         view.page.wait_for_selector(".js-plotly-plot .main-svg")

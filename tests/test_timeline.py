@@ -344,3 +344,23 @@ def test_overview_says_a_window_the_user_gave_excludes_its_end():
         given.close()
     assert o["window start (UTC, included)"] == "2025-02-06T13:00:00Z"
     assert o["window end (UTC, excluded)"] == "2025-02-06T14:00:00Z"
+
+
+def test_verdict_counts_what_the_tables_count(sample):
+    from sgaudit import findings
+
+    found = findings.findings(sample)
+    first, removal, severities, unexplained = summaries.verdict(sample, found)
+    u = sample.usage["status"].value_counts()
+    unknown = int((sample.usage["rule_id"].isin(sample.inventory.unresolved_rules())
+                   & (sample.usage["status"] == "unused")).sum())
+    assert first.startswith(f"{len(sample.usage)} rules in {sample.usage['group_id'].nunique()} security groups over")
+    assert (f"{u['used']} used, {u['attempted']} only attempted, {u['unused'] - unknown} unused, {unknown} of "
+            "unknown use") in first
+    assert removal.startswith(f"{u['unused'] - unknown + u['attempted']} of them are candidates for removal")
+    assert severities == findings.counts(found) + "."
+    assert unexplained == f"{len(sample.unexplained)} accepted conversations no rule explains."
+    # A report of one group speaks of that group's rules and of the conversations at its interfaces.
+    bastion = summaries.verdict(sample, found.iloc[0:0], ["sg-0f92669b1becefdac"])
+    assert bastion[0].startswith("4 rules in 1 security group over") and bastion[2] == "0 findings."
+    assert bastion[-1] == "Every accepted conversation is allowed by a rule of the snapshot."

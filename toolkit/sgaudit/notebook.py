@@ -115,6 +115,32 @@ def warnings(analysis, group_ids=None):
                 f"<ul style=\"margin:0.3em 0 0 0\">{rows}</ul></div>")
 
 
+def verdict(analysis, found, group_ids=None):
+    """The report's conclusion in a few sentences (`sgaudit.summaries.verdict`), for the top of a report.
+
+    Parameters
+    ----------
+    analysis : sgaudit.Analysis
+    found : pandas.DataFrame
+        The findings the report shows.
+    group_ids : list of str, optional
+        The notebook's group filter.
+
+    Returns
+    -------
+    IPython.display.HTML
+    """
+    import html
+
+    from IPython.display import HTML
+
+    from .summaries import verdict as sentences
+
+    text = " ".join(html.escape(s) for s in sentences(analysis, found, group_ids))
+    return HTML('<div role="note" style="border-left:4px solid #4c78a8;background:#f4f7fb;padding:0.6em 1em;'
+                f'margin:0.5em 0;font-size:1.05em"><strong>In short:</strong> {text}</div>')
+
+
 def quiet(timeline):
     """A box naming the stretches of the window without any traffic (`sgaudit.summaries.quiet_stretches`), or None.
 

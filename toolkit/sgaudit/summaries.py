@@ -340,6 +340,45 @@ def _window_label(side: str, given_ms: int | None, taken: str, given: str = "inc
     return f"window {side} (UTC, {given if given_ms is not None else 'the ' + taken})"
 
 
+#: How `verdict` words each status (as `shown_statuses` names them) in its sentence.
+_IN_WORDS = {"attempted": "only attempted", PEERS_UNKNOWN: "of unknown use (peers not in the snapshot)",
+             "unobserved": "unobserved (no flow logs from their interfaces)", "unattached": "in groups on no interface"}
+
+
+def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None) -> list[str]:
+    """The report's conclusion, one sentence each: the rules by status, the findings, what no rule explains.
+
+    Parameters
+    ----------
+    analysis : Analysis
+    found : pandas.DataFrame
+        The findings shown in the report (`sgaudit.findings.findings`, filtered as the report is).
+    group_ids : list of str, optional
+        The report's group filter: the rules and the unexplained conversations are those of these groups.
+    """
+    from .findings import counts
+
+    rules_ = filter_rules(rules(analysis), group_ids=group_ids)
+    shown, order = shown_statuses(rules_)
+    n = shown.value_counts()
+    statuses = [f"{int(n[s]):,} {_IN_WORDS.get(s, s)}" for s in order if s in n.index]
+    lo, hi = analysis.window
+    window = (f"over the {duration(hi - lo)} from {_iso(lo)} to {_iso(hi)}" if lo is not None and hi is not None
+              else "with no flow-log record in the window")
+    groups = rules_["group_id"].nunique()
+    out = [f"{len(rules_):,} rule{'s' * (len(rules_) != 1)} in {groups:,} security group{'s' * (groups != 1)} "
+           f"{window}: " + (", ".join(statuses) if statuses else "none") + "."]
+    candidates = int(n.get("unused", 0)) + int(n.get("attempted", 0))
+    if candidates:
+        out.append(f"{candidates:,} of them {'is a candidate' if candidates == 1 else 'are candidates'} for "
+                   "removal: unused or only attempted in this window.")
+    out.append(counts(found) + ".")
+    unexplained = for_groups(analysis.unexplained, analysis, group_ids)
+    out.append(f"{len(unexplained):,} accepted conversation{'s' * (len(unexplained) != 1)} no rule explains."
+               if len(unexplained) else "Every accepted conversation is allowed by a rule of the snapshot.")
+    return out
+
+
 def _sources(call: dict) -> str:
     """The flow logs as given (paths, URIs), or the Athena table they were read from."""
     options = call.get("engine_options") or {}
