@@ -197,7 +197,13 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
                  f"{outside} in the logs but not in the snapshot")
     lines += [f"warning     {w}" for w in summaries.warnings(result)]
     counts = result.usage["status"].value_counts()
-    lines.append(f"rules       {len(result.usage)}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES))
+    # SPEC's `unused` includes rules whose referenced group or prefix list is not in the snapshot: they could
+    # match nothing here, so their use is unknown, and the summary says how many they are.
+    unknown = int((result.usage["rule_id"].isin(result.inventory.unresolved_rules())
+                   & (result.usage["status"] == "unused")).sum())
+    said = {"unused": f" (of them {unknown} with peers not in the snapshot: use unknown)" if unknown else ""}
+    lines.append(f"rules       {len(result.usage)}: "
+                 + ", ".join(f"{counts.get(s, 0)} {s}{said.get(s, '')}" for s in STATUSES))
     lines.append("records")
     q = result.quality
     for row in q.itertuples(index=False):
