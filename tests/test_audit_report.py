@@ -91,6 +91,10 @@ def test_report_opens_offline_with_no_request_and_no_error(report):
         view.page.wait_for_selector(".js-plotly-plot .main-svg")
         view.page.wait_for_timeout(500)
         assert view.blocked == [] and view.errors == []
+        # Cells with no input shown and no output (parameters, analyze) leave no empty band.
+        empty = view.page.evaluate("() => Array.from(document.querySelectorAll("
+                                   "'.jp-CodeCell.jp-mod-noInput.jp-mod-noOutputs'), c => c.offsetHeight)")
+        assert len(empty) >= 3 and set(empty) == {0}
 
 
 def test_figures_are_drawn_heatmap_and_per_group_view_included(report):

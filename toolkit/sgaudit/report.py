@@ -76,6 +76,13 @@ _TEMPLATE = """\
 {%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style>
+/* A code cell with neither its input (left out of every report) nor an output takes no room: the set-up
+   cells drew an empty band between the introduction and the first result. */
+.jp-CodeCell.jp-mod-noInput.jp-mod-noOutputs {display: none}
+</style>
+{%- endblock extra_css -%}
 """
 
 
