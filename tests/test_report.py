@@ -23,7 +23,7 @@ import plotly.io as pio
 import pytest
 from browser import open_offline
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
-from sgaudit import report
+from sgaudit import notebook, report
 from sgaudit.cli import _parser, main, report_parameters
 from sgaudit.errors import SgauditError
 from sgaudit.notebook import DEFAULT_RENDERERS, OfflineNotebookRenderer
@@ -367,13 +367,27 @@ def test_a_wheel_carries_the_notebooks_and_sgaudit_finds_them_there(tmp_path):
     # site-packages on PYTHONPATH hold no sgaudit package (it is installed editable, through a path hook
     # that PYTHONPATH does not run).
     deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "nbformat").is_dir())
-    probe = ("import sgaudit.report as r; print(r.__file__); print(r.NOTEBOOKS_DIR); "
-             "print(r.notebook_path('audit_report'))")
+    probe = ("import sgaudit.report as r, sgaudit.notebook as n; print(r.__file__); print(r.NOTEBOOKS_DIR); "
+             "print(r.notebook_path('audit_report')); print(len(n.plotly_js()))")
     out = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(deps)}).stdout.splitlines()
     assert Path(out[0]).is_relative_to(env_dir)
     assert Path(out[1]) == env_dir / "share" / "sgaudit" / "notebooks"
     assert Path(out[2]).read_bytes() == (ROOT / "notebooks" / "audit_report.ipynb").read_bytes()
+    # The vendored plotly.js bundle travels in the wheel, and the installed sgaudit reads it from there.
+    assert int(out[3]) == len(notebook.plotly_js())
+
+
+def test_reports_embed_the_vendored_cartesian_plotly_js_only_for_the_version_it_was_made_for(monkeypatch):
+    from plotly.offline import get_plotlyjs
+
+    monkeypatch.setattr("plotly.offline.get_plotlyjs_version", lambda: notebook.PLOTLY_JS_VERSION)
+    small = notebook.plotly_js()
+    assert small.startswith(f"/**\n* plotly.js (cartesian - minified) v{notebook.PLOTLY_JS_VERSION}\n")
+    assert "window.Plotly = Plotly;" in small and len(small) < len(get_plotlyjs()) / 2
+    # plotly.py writing figures for another plotly.js: its own full bundle, whatever sgaudit vendors.
+    monkeypatch.setattr("plotly.offline.get_plotlyjs_version", lambda: "99.0.0")
+    assert notebook.plotly_js() == get_plotlyjs()
 
 
 def test_notebook_names_and_paths(tmp_path, monkeypatch):

@@ -12,6 +12,8 @@ decides is how those displays are stored, so that one executed notebook reads we
 
 from __future__ import annotations
 
+from importlib import resources
+
 import plotly.io as pio
 from plotly.io.base_renderers import NotebookRenderer
 
@@ -21,14 +23,44 @@ RENDERER = "sgaudit_notebook"
 DEFAULT_RENDERERS = f"plotly_mimetype+{RENDERER}"
 
 
+#: The version of the plotly.js cartesian bundle in ``sgaudit/vendor`` (see its README).
+PLOTLY_JS_VERSION = "4.1.1"
+
+
+def plotly_js() -> str:
+    """The plotly.js a report embeds: the vendored cartesian bundle, or plotly.py's full one.
+
+    sgaudit draws bar, scatter and heatmap traces only, which the cartesian bundle (1.5 MB) holds; the full
+    one (4.8 MB) adds maps and 3D. The vendored bundle is used only when plotly.py writes figures for the
+    same plotly.js version: with any other plotly.py, its own full bundle is, as before.
+    """
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    if get_plotlyjs_version() != PLOTLY_JS_VERSION:
+        return get_plotlyjs()
+    bundle = resources.files("sgaudit") / "vendor" / f"plotly-cartesian-{PLOTLY_JS_VERSION}.min.js"
+    return bundle.read_text(encoding="utf-8")
+
+
 class OfflineNotebookRenderer(NotebookRenderer):
-    """Plotly's ``notebook`` renderer, minus the request for MathJax.
+    """Plotly's ``notebook`` renderer, minus the request for MathJax, embedding `plotly_js`.
 
     Plotly 7.1's ``notebook`` renderer writes ``<script src="https://cdnjs…/mathjax/…/tex-svg.min.js">``
     beside every figure (``include_mathjax="cdn"`` is hard-coded in its ``to_mimebundle``): offline that
-    is a failed request per figure, and sgaudit's figures have no LaTeX labels to typeset. Everything
-    else is the parent's: plotly.js embedded once, when the renderer is activated (the first figure).
+    is a failed request per figure, and sgaudit's figures have no LaTeX labels to typeset. plotly.js is
+    embedded once, when the renderer is activated (the first figure), as the parent does, but the smaller
+    bundle of `plotly_js` when it fits.
     """
+
+    def activate(self) -> None:
+        """Embed plotly.js once, before the first figure, as a plain script (it sets ``window.Plotly``)."""
+        if not self.global_init or self.connected:
+            super().activate()
+            return
+        from IPython.display import HTML, display
+
+        display(HTML("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>\n"
+                     f"<script>{plotly_js()}</script>"))
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
         """The figure as ``text/html``: a div and the script that draws it with the embedded plotly.js."""
