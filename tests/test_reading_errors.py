@@ -15,6 +15,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -464,3 +465,27 @@ def test_gzip_with_trailing_bytes_says_so(tmp_path, name):
     msg = str(exc.value)
     assert msg.startswith(f"{log}: 18 trailing bytes after the gzip data (which ends at byte {len(data)}")
     assert "ends early" not in msg and "Download it again" in msg
+
+
+def test_gzip_damaged_inside_its_data_is_an_error_not_garbled_records(tmp_path):
+    # DuckDB does not check gzip's checksum. Stored (level 0) deflate blocks hold the text as it is, so
+    # changing one byte of it garbles one record while the data still decompresses: as damage in transfer
+    # that does not stop decompression would. A garbled record is malformed, and that file is checked.
+    inv = web_snapshot(tmp_path)
+    text = "".join(s + "\n" for s in [" ".join(V5)] + [line(r, V5) for r in GOOD + [PROBE]]).encode()
+    packer = zlib.compressobj(level=0, wbits=31)
+    data = packer.compress(text) + packer.flush()
+    at = data.index(b"40001")
+    log = tmp_path / "flow.log.gz"
+    log.write_bytes(data[:at] + b"4x001" + data[at + 5:])
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(log, inv)
+    msg = str(exc.value)
+    assert msg.startswith(f"{log}: the gzip file is damaged: its checksum does not match the text it holds")
+    assert "Download it again" in msg
+    # The same malformed line in a sound gzip file is a counted, listed record, not an error.
+    sound = tmp_path / "sound" / "flow.log.gz"
+    sound.parent.mkdir()
+    sound.write_bytes(gzip.compress(text.replace(b"40001", b"4x001")))
+    result = sgaudit.analyze(sound, inv)
+    assert quality(result)["malformed"] == 1 and quality(result)["conversation"] == 2

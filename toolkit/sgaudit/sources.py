@@ -370,9 +370,12 @@ def _inflate(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
             try:
                 text = d.decompress(data)
             except zlib.error as exc:
+                # zlib says "incorrect data check" when the data decompresses but its CRC-32 does not match.
+                what = ("its checksum does not match the text it holds" if "data check" in str(exc)
+                        else "the data is corrupt")
                 raise FlowLogReadError(
-                    f"{path}: the gzip data is corrupt ({exc}): the file was damaged in transfer. Download it "
-                    "again, or leave it out of --flow-logs."
+                    f"{path}: the gzip file is damaged: {what} ({exc}): the file was damaged in transfer. "
+                    "Download it again, or leave it out of --flow-logs."
                 ) from exc
             out += len(text)
             yield text
