@@ -425,6 +425,9 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     con.execute(IPV4_MACRO)
     engine = result.call.get("engine", "duckdb")
     if engine == "duckdb":
+        # Before the long read: DuckDB does not check gzip's checksum, and a damaged file is an error.
+        sources.verify_gzip([f.path for f in files if f.gzip and f.kind == "text"],
+                            int(result.call.get("threads") or os.cpu_count() or 1))
         statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
     else:
         from . import engines  # only the engines' own users pay for importing sqlglot
@@ -438,7 +441,6 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     matching.load_inventory_tables(con, inv)
     _conversations(con, statements)
     problems += _malformed_records(con, by_path, Path(tmpdir), lo, hi)
-    _check_gzip_of_malformed(problems, by_path)
     con.execute(matching.CANDIDATES_SQL)
     con.execute(conversations.classify_sql())
     con.execute(matching.CONVERSATION_RULES_SQL)
@@ -478,23 +480,6 @@ def _is_own_header(f: sources.FlowLogFile | None, line: int, text: str) -> bool:
         "and the lines after it cannot be read with the first format's fields. Pass the original files "
         f"instead, or split this one before line {line}."
     )
-
-
-def _check_gzip_of_malformed(problems: list[dict], by_path: dict[str, sources.FlowLogFile]) -> None:
-    """Raise a `FlowLogReadError` for a gzip file with malformed lines whose data is damaged.
-
-    DuckDB does not check gzip's checksum: a file damaged inside its compressed data, but not so as to stop
-    the decompression, is read as garbled text. Garbled text is mostly malformed lines, so every gzip file
-    the problems table lists malformed lines of is read again, to its end, with the checksum checked:
-    damage is an error that names the file, as a file cut short is, not records quietly changed. Files
-    without malformed lines are not read again (doing so for every file would double the decompression).
-    """
-    listed = {p["resource"] for p in problems
-              if p["kind"] in ("malformed_line", "malformed_record", "listing_truncated")}
-    for path in sorted(listed):
-        f = by_path.get(path)
-        if f is not None and f.gzip:
-            sources.check_gzip(f.path)
 
 
 def _conversations(con: duckdb.DuckDBPyConnection, statements: int) -> None:

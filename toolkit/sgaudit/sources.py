@@ -332,6 +332,51 @@ def _parquet_fields(path: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return out, tuple(names)
 
 
+def verify_gzip(paths: list[Path], threads: int) -> None:
+    """Check every gzip file's checksum, ``threads`` at a time; raise for the first damaged one in order.
+
+    DuckDB, which reads the files, does not check gzip's CRC-32: a file damaged inside its compressed data
+    (a bit changed in transfer or on disk) is read as quietly different records, another interface or
+    peer among them. ISA-L decompresses into one reused buffer at about a quarter of the time ``pigz -dc``
+    takes for the same files, so every run affords it (zlib when ``isal`` is missing, at about three
+    times that).
+
+    Raises
+    ------
+    FlowLogReadError
+        Naming the first damaged file (in the given order) and how it is damaged (`check_gzip`).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        sound = list(pool.map(_crc_matches, paths))
+    for path, ok in zip(paths, sound, strict=True):
+        if not ok:
+            check_gzip(path)  # says how it is damaged
+            raise FlowLogReadError(f"{path}: the gzip file is damaged. Download it again, or leave it out of "
+                                   "--flow-logs.")
+
+
+def _crc_matches(path: Path) -> bool:
+    """Whether a gzip file decompresses to its end with every member's CRC-32 and length as recorded."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+    try:
+        from isal import igzip as opener
+        from isal.isal_zlib import error as isal_error
+
+        errors += (isal_error,)
+    except ImportError:  # isal is a dependency; a platform without its wheel still gets the check
+        opener = gzip
+    buffer = bytearray(1 << 22)
+    try:
+        with opener.open(path, "rb") as fh:
+            while fh.readinto(buffer):
+                pass
+    except errors:
+        return False
+    return True
+
+
 def check_gzip(path: Path) -> None:
     """Read a gzip file to its end, and raise a `FlowLogReadError` that says how it is damaged, if it is."""
     for _ in _inflate(path):
