@@ -495,3 +495,16 @@ def test_gzip_damaged_inside_its_data_is_an_error_not_changed_records(tmp_path, 
     sound.write_bytes(gzip.compress(text.replace(b"40001", b"4x001")))
     result = sgaudit.analyze(sound, inv)
     assert quality(result)["malformed"] == 1 and quality(result)["conversation"] == 5002
+
+
+def test_gzip_checksums_are_checked_once_per_analysis_not_again_when_reanalysed(tmp_path, monkeypatch):
+    inv = web_snapshot(tmp_path)
+    log = write_text(tmp_path / "flow.log.gz", [" ".join(V5)] + [line(r, V5) for r in GOOD])
+    checked = []
+    real = sources.verify_gzip
+    monkeypatch.setattr(sources, "verify_gzip", lambda paths, threads: (checked.append(list(paths)),
+                                                                        real(paths, threads)))
+    with sgaudit.analyze(log, inv) as result:
+        assert checked == [[log]]
+        result.reanalyze(inv).close()  # the plan's proof reads the same bytes again: no second check
+    assert checked == [[log]]

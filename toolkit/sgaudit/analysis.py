@@ -203,7 +203,9 @@ class Analysis:
         """
         self._require_open()  # a closed analysis may have lost its downloaded files with its folder
         inv = inventory if isinstance(inventory, Inventory) else load_inventory(inventory)
-        return _analyze_files(self.files, [], inv, self.bounds_ms, self.call, progress=None)
+        # The files' checksums were checked by the first reading; the same bytes need no second check.
+        call = {**self.call, "gzip_checked": True}
+        return _analyze_files(self.files, [], inv, self.bounds_ms, call, progress=None)
 
     def write(self, name: str, path: str | Path) -> Path:
         """Write one table (``usage``, ``unexplained``, ``quality``…) to a .csv, .jsonl or .parquet file.
@@ -426,8 +428,9 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     engine = result.call.get("engine", "duckdb")
     if engine == "duckdb":
         # Before the long read: DuckDB does not check gzip's checksum, and a damaged file is an error.
-        sources.verify_gzip([f.path for f in files if f.gzip and f.kind == "text"],
-                            int(result.call.get("threads") or os.cpu_count() or 1))
+        if not result.call.get("gzip_checked"):
+            sources.verify_gzip([f.path for f in files if f.gzip and f.kind == "text"],
+                                int(result.call.get("threads") or os.cpu_count() or 1))
         statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
     else:
         from . import engines  # only the engines' own users pay for importing sqlglot
