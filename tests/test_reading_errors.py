@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import bz2
 import errno
+import functools
 import gzip
 import io
 import json
 import os
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -24,6 +26,8 @@ import pyarrow.parquet as pq
 import pytest
 import sgaudit
 from builders import T0, V2, V5, Snapshot, handshake, line, rec, row, write_text
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from sgaudit import sources
 
 SERVER, CLIENT = "10.0.0.5", "198.51.100.7"
@@ -508,3 +512,34 @@ def test_gzip_checksums_are_checked_once_per_analysis_not_again_when_reanalysed(
         assert checked == [[log]]
         result.reanalyze(inv).close()  # the plan's proof reads the same bytes again: no second check
     assert checked == [[log]]
+
+
+_SAMPLE_LOG = sorted((Path(__file__).resolve().parents[1] / "sample_logs" / "flow-logs").rglob("*.log.gz"))[5]
+_SAMPLE_INV = Path(__file__).resolve().parents[1] / "sample_logs" / "inventory"
+
+
+@functools.cache
+def _sample_usage() -> pd.DataFrame:
+    with sgaudit.analyze(_SAMPLE_LOG, _SAMPLE_INV) as result:
+        return result.usage
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.floats(min_value=0, max_value=1, exclude_max=True), bit=st.integers(min_value=0, max_value=7))
+def test_a_bit_flipped_anywhere_in_a_gzip_file_is_an_error_or_changes_nothing(tmp_path, where, bit):
+    # A flip in the header's time or OS byte changes no record; anywhere else the data or its checksum no
+    # longer agree. Never a result computed from records that are not the ones AWS wrote.
+    data = bytearray(_SAMPLE_LOG.read_bytes())
+    at = int(where * len(data))
+    data[at] ^= 1 << bit
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    log = folder / _SAMPLE_LOG.name
+    log.write_bytes(bytes(data))
+    try:
+        with sgaudit.analyze(log, _SAMPLE_INV) as result:
+            usage = result.usage
+    except (sgaudit.FlowLogReadError, sgaudit.FlowLogFormatError):
+        event("an error")
+        return
+    event("nothing changed")
+    pd.testing.assert_frame_equal(usage, _sample_usage())
