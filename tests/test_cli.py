@@ -386,3 +386,13 @@ def test_files_bar_says_what_runs_once_every_file_is_read(monkeypatch):
     last = term.text.rsplit("\r", 1)[-1]
     assert "files read; matching rules" in last and "10/10" in last
     bar.close()
+
+
+def test_progress_starts_at_zero_files_before_the_checksums_are_checked_and_ends_at_all(setup, monkeypatch):
+    tmp_path, inv, log = setup
+    calls = []
+    real = sgaudit.sources.verify_gzip
+    monkeypatch.setattr(sgaudit.sources, "verify_gzip",
+                        lambda paths, threads: (calls.append("verify"), real(paths, threads)))
+    sgaudit.analyze(log, inv, progress=lambda done, total: calls.append((done, total))).close()
+    assert calls[:2] == [(0, 1), "verify"] and calls[-1] == (1, 1)

@@ -429,6 +429,8 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
     if engine == "duckdb":
         # Before the long read: DuckDB does not check gzip's checksum, and a damaged file is an error.
         if not result.call.get("gzip_checked"):
+            if progress:
+                progress(0, len(files))  # the bar shows while the checksums are checked (4-5 s at 50M records)
             sources.verify_gzip([f.path for f in files if f.gzip and f.kind == "text"],
                                 int(result.call.get("threads") or os.cpu_count() or 1))
         statements = _reduce(con, files, Path(tmpdir), lo, hi, progress)
