@@ -419,8 +419,8 @@ def _inflate(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
                 what = ("its checksum does not match the text it holds" if "data check" in str(exc)
                         else "the data is corrupt")
                 raise FlowLogReadError(
-                    f"{path}: the gzip file is damaged: {what} ({exc}): the file was damaged in transfer. "
-                    "Download it again, or leave it out of --flow-logs."
+                    f"{path}: the gzip file is damaged: {what} ({exc}). Download it again, or leave it out "
+                    "of --flow-logs."
                 ) from exc
             out += len(text)
             yield text

@@ -321,16 +321,10 @@ def overview(analysis: Analysis) -> pd.DataFrame:
     ]
     # An "unused" rule whose referenced group or prefix list is not in the snapshot could match nothing:
     # its use is unknown, and the report's removal candidates leave it out, so it is counted apart.
-    unknown = u["rule_id"].isin(analysis.inventory.unresolved_rules())
-    for status in STATUSES:
-        mine = u["status"] == status
-        if status == "unused":
-            rows.append((f"… {status}", f"{int((mine & ~unknown).sum()):,}"))
-            if (mine & unknown).any():
-                rows.append(("… unused, but its peers are not in the snapshot (use unknown)",
-                             f"{int((mine & unknown).sum()):,}"))
-        else:
-            rows.append((f"… {status}", f"{int(mine.sum()):,}"))
+    shown, order = shown_statuses(rules(analysis))
+    for status in order:
+        label = "unused, but its peers are not in the snapshot (use unknown)" if status == PEERS_UNKNOWN else status
+        rows.append((f"… {label}", f"{int((shown == status).sum()):,}"))
     rows.append(("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"))
     return pd.DataFrame(rows, columns=["item", "value"])
 
