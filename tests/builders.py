@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sgaudit
 
 ACCOUNT = "123456789012"
@@ -177,3 +179,16 @@ def handshake(eni: str, client: str, server: str, cport: int, sport: int, *, inb
     to_client = rec(eni, server, client, sport, cport, flags=resp_flags, start=start,
                     direction="egress" if inbound else "ingress", packets=2, bytes_=120)
     return [to_server, to_client]
+
+
+def write_parquet(path: Path, recs: list[dict]) -> Path:
+    """Records as a Parquet file with Athena's underscore column names and AWS's Parquet types."""
+    int32 = {"version", "srcport", "dstport", "protocol", "tcp-flags"}
+    int64 = {"packets", "bytes", "start", "end"}
+    cols = {}
+    for name in V5:
+        typ = pa.int32() if name in int32 else pa.int64() if name in int64 else pa.string()
+        cols[name.replace("-", "_")] = pa.array([r.get(name) for r in recs], type=typ)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(cols), path)
+    return path

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sgaudit
-from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log, write_text
+from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log, write_parquet, write_text
 from sgaudit import plan, summaries
 
 SERVER, CLIENT = "10.0.0.5", "198.51.100.7"
@@ -653,3 +653,25 @@ def test_the_folder_of_a_killed_analysis_is_removed_by_the_next_one(tmp_path):
     with sgaudit.analyze(write_log(tmp_path / "flow.log.gz", GOOD), inv, workdir=tmp_path) as result:
         assert Path(result._tmpdir).name.startswith(f"sgaudit-p{os.getpid()}-")
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+@pytest.mark.parametrize("off", [0, 4, 5])  # the page header's field types, its sizes, its compressed data
+def test_parquet_whose_data_pages_are_damaged_names_the_file_among_others(tmp_path, off):
+    # The metadata reads (so the file is taken for Parquet), but a page of a column sgaudit reads does not:
+    # DuckDB raises its bare Error ("TProtocolException", "don't know what type") or an input error, and
+    # names no file; the damaged one is found by reading each alone.
+    import pyarrow.parquet as pq
+
+    inv = web_snapshot().write(tmp_path / "inv")
+    write_parquet(tmp_path / "logs" / "a.parquet", handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    bad = write_parquet(tmp_path / "logs" / "b.parquet", handshake("eni-a", "198.51.100.8", SERVER, 40001, 80))
+    chunk = next(c for c in (pq.ParquetFile(bad).metadata.row_group(0).column(i) for i in range(16))
+                 if c.path_in_schema == "srcaddr")
+    data = bytearray(bad.read_bytes())
+    data[(chunk.dictionary_page_offset or chunk.data_page_offset) + off] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(sgaudit.FlowLogReadError) as exc:
+        sgaudit.analyze(tmp_path / "logs", inv)
+    msg = str(exc.value)
+    assert msg.startswith(f"{bad}: cannot read (") and "a.parquet" not in msg
+    assert "The Parquet file is damaged" in msg and "leave it out of --flow-logs" in msg

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sgaudit
-from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log
+from builders import T0, V2, V5, Snapshot, handshake, line, nodata, rec, row, run, write_log, write_parquet
 from sgaudit import fields, records, sources
 
 SERVER, CLIENT = "10.0.0.5", "198.51.100.7"
@@ -47,19 +47,6 @@ def assert_http_established(result: sgaudit.Analysis) -> None:
     assert (r["bytes"], r["packets"]) == (300, 5)
     assert (r["first_seen"], r["last_seen"]) == (FIRST_SEEN, LAST_SEEN)
     assert row(result, "sgr-ssh")["status"] == "unused"
-
-
-def write_parquet(path: Path, recs: list[dict]) -> Path:
-    """Records as a Parquet file with Athena's underscore column names and AWS's Parquet types."""
-    int32 = {"version", "srcport", "dstport", "protocol", "tcp-flags"}
-    int64 = {"packets", "bytes", "start", "end"}
-    cols = {}
-    for name in V5:
-        typ = pa.int32() if name in int32 else pa.int64() if name in int64 else pa.string()
-        cols[name.replace("-", "_")] = pa.array([r.get(name) for r in recs], type=typ)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(cols), path)
-    return path
 
 
 def write_cloudwatch(path: Path, recs: list[dict], fmt: list[str] = V2, *, per_line: bool = False) -> Path:

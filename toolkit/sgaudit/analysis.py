@@ -718,8 +718,10 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress,
         report = (lambda frac, base=base, size=size: progress(base + int(frac * size), total)) if progress else None
         try:
             _execute_with_progress(con, sql, report)
-        except (duckdb.IOException, duckdb.InvalidInputException) as exc:
-            records.raise_read_error(exc, group)
+        except duckdb.Error as exc:
+            if records.is_read_error(exc, group):
+                records.raise_read_error(exc, group)
+            raise
         created = True
         done += size
         if progress:

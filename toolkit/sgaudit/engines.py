@@ -521,10 +521,8 @@ def reduce_with_engine(engine: str, con, files, workdir: Path, lo: int | None, h
             out = workdir / f"records-{i}.parquet"
             try:
                 con.execute(f"COPY (SELECT * FROM {records.scan_sql(group, workdir)}) TO '{out}' (FORMAT parquet)")
-            except Exception as exc:  # noqa: BLE001 - DuckDB's IO errors become FlowLogReadError
-                import duckdb
-
-                if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)):
+            except Exception as exc:  # noqa: BLE001 - DuckDB's errors about the files become FlowLogReadError
+                if records.is_read_error(exc, group):
                     records.raise_read_error(exc, group)
                 raise
             parquet.append(out)

@@ -225,6 +225,37 @@ def _reason(kind: str, column: str | None, message: str) -> str:
     return f"{kind} in {name or '?'}: {message}"
 
 
+def is_read_error(exc: BaseException, group: FileGroup) -> bool:
+    """Whether a DuckDB error from scanning ``group`` is about its files, to be told as `raise_read_error` does.
+
+    IO and input errors always are. DuckDB's Parquet reader also raises its bare ``Error`` for damaged data
+    pages (``dictionary offset out of range``, ``invalid TType``, ``Out of buffer``), which for a Parquet
+    group is the file's fault too; running out of memory or being interrupted never is.
+    """
+    if isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException)):
+        return True
+    return (group.kind == "parquet" and isinstance(exc, duckdb.Error)
+            and not isinstance(exc, (duckdb.OutOfMemoryException, duckdb.InterruptException)))
+
+
+def _unreadable_parquet(paths: list[Path]) -> Path | None:
+    """The first of ``paths`` whose data DuckDB cannot read to the end (each read alone, every column).
+
+    Every value is hashed: ``min``/``max`` or ``count`` could be answered from the file's statistics
+    without reading a page.
+    """
+    con = duckdb.connect()
+    try:
+        for path in paths:
+            try:
+                con.execute("SELECT bit_xor(hash(COLUMNS(*))) FROM read_parquet(?)", [str(path)]).fetchall()
+            except duckdb.Error:
+                return path
+    finally:
+        con.close()
+    return None
+
+
 def raise_read_error(exc: Exception, group: FileGroup) -> None:
     """Turn a DuckDB IO error into a `FlowLogReadError` that names the file and says what to do.
 
@@ -241,14 +272,19 @@ def raise_read_error(exc: Exception, group: FileGroup) -> None:
     if "state machine" in msg and group.kind == "text":
         for path in suspects:
             _check_line_endings(path, group.gzip)
+    if group.kind == "parquet" and culprit is None:
+        # DuckDB's Parquet errors rarely name the file: each is read alone to find the damaged one.
+        culprit = _unreadable_parquet(group.paths)
     where = culprit or ", ".join(str(p) for p in group.paths[:3]) + (" …" if len(group.paths) > 3 else "")
-    hint = (
-        "The gzip data ends early: the file was cut short in transfer. Download it again, or leave it "
-        "out of --flow-logs."
-        if "GZIP" in msg.upper() or "gzip" in msg else
-        "Check that the file is a VPC flow log: text with one record per line and its fields separated by "
-        "single spaces."
-    )
+    if group.kind == "parquet":
+        hint = ("The Parquet file is damaged: its metadata reads but its data does not. Download or write it "
+                "again, or leave it out of --flow-logs.")
+    elif "GZIP" in msg.upper() or "gzip" in msg:
+        hint = ("The gzip data ends early: the file was cut short in transfer. Download it again, or leave it "
+                "out of --flow-logs.")
+    else:
+        hint = ("Check that the file is a VPC flow log: text with one record per line and its fields separated "
+                "by single spaces.")
     raise FlowLogReadError(f"{where}: cannot read ({msg.splitlines()[0]}). {hint}") from exc
 
 
