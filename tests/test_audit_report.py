@@ -94,6 +94,10 @@ def test_report_opens_offline_with_no_request_and_no_error(report):
         view.page.wait_for_selector(".js-plotly-plot .main-svg")
         view.page.wait_for_timeout(500)
         assert view.blocked == [] and view.errors == []
+        # No figure offers to send its data to Plotly's cloud ("Share chart...") or links to plotly.com.
+        page = view.page
+        assert page.locator(".modebar-btn").count() > 0
+        assert page.locator('.modebar-btn[data-title^="Share chart"], a.modebar-btn[href*="plotly"]').count() == 0
         # Cells with no input shown and no output (parameters, analyze) leave no empty band.
         empty = view.page.evaluate("() => Array.from(document.querySelectorAll("
                                    "'.jp-CodeCell.jp-mod-noInput.jp-mod-noOutputs'), c => c.offsetHeight)")

@@ -128,6 +128,8 @@ def test_figure_bundle_is_plotly_json_with_escaped_text():
     assert set(bundle) == {"application/vnd.plotly.v1+json", "text/plain"}
     text = json.dumps(bundle)
     assert EVIL_TEXT in text and "<img" not in text
+    # No "Share chart..." button (it would send the data to Plotly's cloud) and no plotly.com logo.
+    assert bundle["application/vnd.plotly.v1+json"]["config"] == {"showSendToCloud": False, "displaylogo": False}
 
 
 def test_in_a_kernel_the_chart_shows_the_selected_group(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ import plotly.io as pio
 from IPython import get_ipython
 
 from .figures import empty_figure, group_labels, rule_summary, rule_timeline, rules_in_order
+from .notebook import FIGURE_CONFIG
 from .tables import readable, require_columns
 from .usage import STATUSES
 
@@ -58,8 +59,8 @@ def figure_bundle(fig: go.Figure) -> dict:
     Not the ``notebook`` renderer's HTML: that one embeds plotly.js (about 5 MB) the first time, which
     would go into the widget's state, and stalls a headless run (nbclient, papermill) until its timeout.
     """
-    return {"application/vnd.plotly.v1+json": json.loads(pio.to_json(fig, validate=False)),
-            "text/plain": f"<figure: {len(fig.data)} traces>"}
+    payload = {**json.loads(pio.to_json(fig, validate=False)), "config": FIGURE_CONFIG}  # no cloud button
+    return {"application/vnd.plotly.v1+json": payload, "text/plain": f"<figure: {len(fig.data)} traces>"}
 
 
 class RuleExplorer(widgets.VBox):

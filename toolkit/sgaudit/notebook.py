@@ -23,6 +23,11 @@ RENDERER = "sgaudit_notebook"
 DEFAULT_RENDERERS = f"plotly_mimetype+{RENDERER}"
 
 
+#: Every figure's plotly.js config. plotly.js 4 puts a "Share chart..." button on every figure, which sends
+#: the figure's data (addresses, group and rule IDs) to Plotly's cloud after one confirmation, and a logo
+#: linking to plotly.com: an audit report reads from AWS and sends nothing anywhere, so neither is there.
+FIGURE_CONFIG = {"showSendToCloud": False, "displaylogo": False}
+
 #: The version of the plotly.js cartesian bundle in ``sgaudit/vendor`` (see its README).
 PLOTLY_JS_VERSION = "4.1.1"
 
@@ -92,7 +97,8 @@ def setup() -> None:
 
     from .tables import print_all_rows
 
-    pio.renderers[RENDERER] = OfflineNotebookRenderer()
+    pio.renderers[RENDERER] = OfflineNotebookRenderer(config=FIGURE_CONFIG)
+    pio.renderers["plotly_mimetype"].config = FIGURE_CONFIG  # JupyterLab's view of the same figures
     pio.renderers.default = DEFAULT_RENDERERS
     # itables displays its dark-theme switch (a module script) before the library that switch awaits. The
     # exported report runs module scripts once the page is read, but JupyterLab runs each output as it
