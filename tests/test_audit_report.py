@@ -68,6 +68,11 @@ def test_report_is_written_with_the_executed_notebook_within_the_size_budget(rep
     assert 1_000_000 < size < SIZE_BUDGET
     html = report.read_text(encoding="utf-8")
     assert html.count("window.Plotly = Plotly;") == 1  # plotly.js embedded once, whatever the figures
+    # JupyterLab draws the executed notebook's figures from plotly's mimetype: no cloud button there either.
+    cells = json.loads(report.with_suffix(".ipynb").read_text(encoding="utf-8"))["cells"]
+    figures = [o["data"]["application/vnd.plotly.v1+json"] for c in cells for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) >= 6 and all(f["config"]["showSendToCloud"] is False for f in figures)
 
 
 def test_report_names_the_hour_with_no_logs_at_its_top(report):
