@@ -187,28 +187,40 @@ def test_amounts_show_thousands_separators_and_still_sort_as_numbers(report):
         assert numbers == sorted(numbers, reverse=True)
 
 
-def test_printed_tables_show_every_row_without_their_controls_and_come_back_after(report):
-    # Audit evidence is often filed as PDF: a printed table must hold all its rows, not the page on screen.
+def test_printed_report_holds_every_row_and_fits_tables_and_figures_on_the_paper_and_comes_back_after(report):
+    # Audit evidence is often filed as PDF: a printed table must hold all its rows, not the page on screen,
+    # and nothing may be cut at the paper's edge: not the 21 columns of the rules, not a figure drawn for a
+    # wide window. The paper is A4 landscape (the print style's @page): 1,047 px between its margins.
+    paper = 1047
+    tables_js = ("() => Array.from(document.querySelectorAll('table.dataTable'), "
+                 "t => [t.getBoundingClientRect().right, t.style.zoom])")
+    figures_js = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'), "
+                  "g => [g.querySelector('.main-svg').getBoundingClientRect().right, g.layout.width ?? null])")
     with open_offline(report) as view:
         page = view.page
-        page.wait_for_selector("table.dataTable tbody tr")
+        page.set_viewport_size({"width": 1600, "height": 1000})  # a desktop window, wider than the paper
+        page.wait_for_selector(".js-plotly-plot .main-svg")
+        page.wait_for_timeout(500)
         rules = page.locator(".dt-container", has=page.locator("caption", has_text="Every rule")).first
         total = int(rules.locator(".dt-info").inner_text().split(" of ")[1].split()[0].replace(",", ""))
         assert total > 25 and rules.locator("tbody tr").count() == 25  # one screen page
+        assert max(right for right, _ in page.evaluate(figures_js)) > paper
+        page.set_viewport_size({"width": paper, "height": 1000})
         page.emulate_media(media="print")
-        page.wait_for_timeout(300)
+        page.wait_for_timeout(500)
         assert rules.locator("tbody tr").count() == total
         assert not rules.locator(".dt-search").is_visible() and not rules.locator(".dt-paging").is_visible()
-        # On A4 paper the findings, sentences and all (and a hostile group name), fit the page's width.
-        page.set_viewport_size({"width": 794, "height": 1123})
-        page.wait_for_timeout(300)
-        found = page.locator(".dt-container", has=page.locator("caption", has_text="Findings")).first
-        widths = found.evaluate("c => [c.querySelector('table').getBoundingClientRect().width, "
-                                "c.getBoundingClientRect().width]")
-        assert widths[0] <= widths[1] <= 794, widths
+        tables = page.evaluate(tables_js)
+        assert all(right <= paper for right, _ in tables), tables
+        assert any(zoom for _, zoom in tables)  # the widest were scaled down to fit, not cut
+        figures = page.evaluate(figures_js)
+        assert len(figures) >= 6 and all(right <= paper for right, _ in figures), figures
         page.emulate_media(media="screen")
-        page.wait_for_timeout(300)
+        page.set_viewport_size({"width": 1600, "height": 1000})
+        page.wait_for_timeout(500)
         assert rules.locator("tbody tr").count() == 25 and rules.locator(".dt-search").is_visible()
+        assert not any(zoom for _, zoom in page.evaluate(tables_js))
+        assert all(width is None for _, width in page.evaluate(figures_js))  # back to the window's width
         assert page.pdf(format="A4")[:5] == b"%PDF-"  # print-to-PDF itself runs through the same events
         assert rules.locator("tbody tr").count() == 25 and view.errors == []
 

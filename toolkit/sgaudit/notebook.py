@@ -87,7 +87,8 @@ def setup() -> None:
       exported report draws), and plotly.js is embedded once, before the first figure;
     - initialises itables offline (``connected=False``, every DataFrame displayed as a sortable,
       searchable table): its DataTables bundle is displayed once, here, as an HTML output that shows
-      nothing when scripts run, followed by `tables.print_all_rows` (a printed table holds all its rows).
+      nothing when scripts run, followed by `printing.print_support` (a printed report holds every row
+      of its tables, and its figures fit the paper).
 
     It displays nothing else and returns nothing.
     """
@@ -95,7 +96,7 @@ def setup() -> None:
     from IPython.utils.capture import capture_output
     from itables import init_notebook_mode
 
-    from .tables import print_all_rows
+    from .printing import print_support
 
     pio.renderers[RENDERER] = OfflineNotebookRenderer(config=FIGURE_CONFIG)
     pio.renderers["plotly_mimetype"].config = FIGURE_CONFIG  # JupyterLab's view of the same figures
@@ -108,7 +109,7 @@ def setup() -> None:
         init_notebook_mode(all_interactive=True, connected=False)
     for output in sorted(shown.outputs, key=_is_module_script):
         output.display()
-    display(print_all_rows())
+    display(print_support())
 
 
 def _is_module_script(output) -> bool:

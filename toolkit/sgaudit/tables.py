@@ -239,58 +239,9 @@ def offline_datatables() -> HTML:
     from itables import options
     from itables.javascript import generate_init_offline_itables_html
 
-    return HTML(generate_init_offline_itables_html(options.dt_bundle) + print_all_rows().data)
+    from .printing import print_support
 
-
-def print_all_rows() -> HTML:
-    """Styles and a script that print every table whole: all rows, no search box or page buttons.
-
-    Shown after the DataTables library (`offline_datatables`, or itables' own offline mode as
-    `sgaudit.notebook.setup` displays it), once a page; it shows nothing.
-    """
-    import itables
-
-    loaded = "_itables_" + itables.__version__.replace(".", "_")  # the promise of the library's module
-    return HTML(_PRINT.replace("{loaded}", loaded))
-
-
-#: Printed or saved as PDF (audit evidence is often filed so), a table shows all its rows, not the page on
-#: screen, without its search box and page buttons, and fits the paper's width: every cell wraps, anywhere
-#: if it must (a long name from AWS would push the table off the page), but never inside a column's name,
-#: which so keeps short columns (severity, control) wide enough for their words. DataTables keeps only the
-#: current page in the document, so CSS alone cannot print every row: every table goes to one page of all
-#: rows before printing and back after, on ``beforeprint`` and on a change of the ``print`` media query
-#: (which is what a print media emulation gives).
-_PRINT = """<style>@media print {
-div.dt-container .dt-search, div.dt-container .dt-length, div.dt-container .dt-paging {display: none}
-table.dataTable {width: 100% !important}
-table.dataTable.nowrap th, table.dataTable.nowrap td {white-space: normal !important; overflow-wrap: anywhere}
-table.dataTable.nowrap thead th {overflow-wrap: normal}
-table.dataTable.nowrap td.sgaudit-long {min-width: 14em !important; max-width: none !important}
-}</style>
-<script>
-(function () {
-    var DataTable = null, shown = [];
-    if (!window.{loaded}) { return; }
-    window.{loaded}.then(function (module) { DataTable = module.default; });
-    function everyRow() {
-        if (!DataTable || shown.length) { return; }
-        DataTable.tables().forEach(function (node) {
-            var table = new DataTable.Api(node);
-            shown.push([table, table.page.len(), table.page()]);
-            table.page.len(-1).draw(false);
-        });
-    }
-    function asBefore() {
-        shown.forEach(function (s) { s[0].page.len(s[1]).page(s[2]).draw(false); });
-        shown = [];
-    }
-    window.addEventListener("beforeprint", everyRow);
-    window.addEventListener("afterprint", asBefore);
-    window.matchMedia("print").addEventListener("change", function (m) { (m.matches ? everyRow : asBefore)(); });
-})();
-</script>
-"""
+    return HTML(generate_init_offline_itables_html(options.dt_bundle) + print_support().data)
 
 
 #: Generated text longer than this (characters) is shown plain, folded, instead of highlighted: on a big
