@@ -130,7 +130,7 @@ def test_summary_shows_window_rules_by_status_and_records_by_bucket(setup, capsy
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "window      2025-02-06T15:04:00Z .. 2025-02-06T15:08:00Z"
     # One of the unused rules references a group that is not in the snapshot: the summary counts it apart.
-    assert ("rules       3: 1 used, 0 attempted, 2 unused (of them 1 with peers not in the snapshot: use unknown), "
+    assert ("rules       3: 1 used, 0 attempted, 2 unused (of them 1 of unknown use: peers not in the snapshot), "
             "0 unobserved, 0 unattached") in out
     records = out[out.index("records") + 1: next(i for i, s in enumerate(out) if s.startswith("unexplained"))]
     by_meaning = {s.split(None, 1)[1]: int(s.split(None, 1)[0].replace(",", "")) for s in records}

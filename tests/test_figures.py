@@ -431,7 +431,7 @@ def test_status_by_group_draws_unused_rules_whose_peers_are_unknown_apart():
     counts = {t.name: list(t.x) for t in fig.data}
     assert counts["unused"] == [0, 0, 0] and counts[unknown] == [1, 0, 0]
     hatched = fig.data[3].marker
-    assert hatched.pattern.shape == "/" and hatched.pattern.fgcolor == figures.STATUS_COLOURS["unused"]
+    assert hatched.pattern.shape == "/" and hatched.pattern.fgcolor == figures.STATUS_COLOURS["unobserved"]
     # Without any such rule the figure keeps SPEC's five statuses.
     assert [t.name for t in figures.status_by_group(rules_frame().assign(peers_known=True)).data] == list(
         figures.STATUSES)

@@ -328,9 +328,9 @@ def test_overview_names_window_and_coverage(sample):
     unknown = sample.usage["rule_id"].isin(sample.inventory.unresolved_rules()) & (sample.usage["status"] == "unused")
     assert int(unknown.sum()) == 1
     assert int(o["… unused"]) == int((sample.usage["status"] == "unused").sum()) - 1
-    assert o["… unused, but its peers are not in the snapshot (use unknown)"] == "1"
+    assert o[f"… {summaries.PEERS_UNKNOWN}"] == "1"
     assert sum(int(v) for k, v in o.items() if k.startswith("… ") and k[2:] in summaries.STATUSES + (
-        "unused, but its peers are not in the snapshot (use unknown)",)) == len(sample.usage)
+        summaries.PEERS_UNKNOWN,)) == len(sample.usage)
     assert int(o["… not observed (no flow logs: no evidence either way)"]) == int(
         (~sample.coverage.query("in_snapshot")["observed"]).sum())
 

@@ -200,7 +200,7 @@ def summary(result: Analysis, elapsed: float | None = None) -> str:
     # SPEC's `unused` includes rules whose referenced group or prefix list is not in the snapshot: they could
     # match nothing here, so their use is unknown, and the summary says how many they are.
     unknown = int((summaries.shown_statuses(summaries.rules(result))[0] == summaries.PEERS_UNKNOWN).sum())
-    said = {"unused": f" (of them {unknown} with peers not in the snapshot: use unknown)" if unknown else ""}
+    said = {"unused": f" (of them {unknown} of unknown use: peers not in the snapshot)" if unknown else ""}
     lines.append(f"rules       {len(result.usage)}: "
                  + ", ".join(f"{counts.get(s, 0)} {s}{said.get(s, '')}" for s in STATUSES))
     lines.append("records")

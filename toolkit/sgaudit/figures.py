@@ -201,10 +201,10 @@ def _visibility(spans: Sequence[tuple[int, int]], total: int, chosen: int) -> li
 
 
 def _status_marker(status: str) -> dict:
-    """A status's fixed colour; an unused rule whose peers are unknown is unused's red, hatched on white."""
+    """A status's fixed colour; a rule of unknown use is hatched in unobserved's grey: no evidence either way."""
     if status == PEERS_UNKNOWN:
-        return {"color": "#ffffff", "line": {"color": STATUS_COLOURS["unused"], "width": 1},
-                "pattern": {"shape": "/", "fgcolor": STATUS_COLOURS["unused"], "solidity": 0.3}}
+        return {"color": "#ffffff", "line": {"color": STATUS_COLOURS["unobserved"], "width": 1},
+                "pattern": {"shape": "/", "fgcolor": STATUS_COLOURS["unobserved"], "solidity": 0.3}}
     return {"color": STATUS_COLOURS[status]}
 
 

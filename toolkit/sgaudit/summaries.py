@@ -64,14 +64,15 @@ def filter_rules(df: pd.DataFrame, group_ids=None, status=None, direction=None, 
 
 #: How a report names an `unused` rule whose referenced group or prefix list is not in the snapshot: it
 #: could match nothing here, so nothing is known about its use. SPEC's usage table still says `unused`.
-PEERS_UNKNOWN = "unused, peers unknown"
+PEERS_UNKNOWN = "unknown use (peers not in the snapshot)"
 
 
 def shown_statuses(rules: pd.DataFrame) -> tuple[pd.Series, list[str]]:
     """Each rule's status as a report shows it, and the statuses in order.
 
     With a ``peers_known`` column (a `rules` frame), an unused rule whose peers are not in the snapshot is
-    `PEERS_UNKNOWN`, listed after ``unused`` when there is one; without it, SPEC's statuses as they are.
+    `PEERS_UNKNOWN`, listed with the statuses of no evidence (before ``unobserved``) when there is one;
+    without it, SPEC's statuses as they are.
     """
     status = rules["status"].astype(object)
     order = list(STATUSES)
@@ -79,7 +80,7 @@ def shown_statuses(rules: pd.DataFrame) -> tuple[pd.Series, list[str]]:
         unknown = (status == "unused") & ~rules["peers_known"].astype(bool)
         if unknown.any():
             status = status.mask(unknown, PEERS_UNKNOWN)
-            order.insert(order.index("unused") + 1, PEERS_UNKNOWN)
+            order.insert(order.index("unobserved"), PEERS_UNKNOWN)
     return status, order
 
 
@@ -323,8 +324,7 @@ def overview(analysis: Analysis) -> pd.DataFrame:
     # its use is unknown, and the report's removal candidates leave it out, so it is counted apart.
     shown, order = shown_statuses(rules(analysis))
     for status in order:
-        label = "unused, but its peers are not in the snapshot (use unknown)" if status == PEERS_UNKNOWN else status
-        rows.append((f"… {label}", f"{int((shown == status).sum()):,}"))
+        rows.append((f"… {status}", f"{int((shown == status).sum()):,}"))
     rows.append(("accepted conversations no rule explains", f"{len(analysis.unexplained):,}"))
     return pd.DataFrame(rows, columns=["item", "value"])
 
