@@ -87,11 +87,14 @@ def test_report_says_its_conclusion_in_short_at_its_top(report):
     # The hostile inventory changes names, not counts: the sample's 36 rules, 37 findings, 6 unexplained.
     text = report.read_text(encoding="utf-8")
     short = text.index("In short:")
-    assert short < text.index("Window and coverage")
+    # The conclusion comes first: before the note on the log gap, the definitions and every table.
+    assert short < text.index("A gap in the logs:") < text.index("What the words mean") < text.index(
+        "Window and coverage")
     said = text[short:text.index("</div>", short)]
     assert "36 rules in 11 security groups over the 4 h 59 min from 2025-02-06T11:00:00Z" in said
     assert "19 used, 2 only attempted, 6 unused, 1 of unknown use" in said
     assert "37 findings: 1 critical, 1 high" in said and "6 accepted conversations no rule explains." in said
+    assert "For 1 h of the window no interface has any traffic" in said
 
 
 def test_report_opens_offline_with_no_request_and_no_error(report):

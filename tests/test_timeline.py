@@ -361,6 +361,10 @@ def test_verdict_counts_what_the_tables_count(sample):
     assert severities == findings.counts(found) + "."
     assert unexplained == f"{len(sample.unexplained)} accepted conversations no rule explains."
     # A report of one group speaks of that group's rules and of the conversations at its interfaces.
+    # Given the timeline, the hour without any log is said right after the window.
+    with_gap = summaries.verdict(sample, found, timeline=sample.timeline("auto"))
+    assert with_gap[0] == first and with_gap[1].startswith("For 1 h of the window no interface has any traffic")
+    assert with_gap[2:] == [removal, severities, unexplained]
     bastion = summaries.verdict(sample, found.iloc[0:0], ["sg-0f92669b1becefdac"])
     assert bastion[0].startswith("4 rules in 1 security group over") and bastion[2] == "0 findings."
     assert bastion[-1] == "Every accepted conversation is allowed by a rule of the snapshot."

@@ -154,7 +154,7 @@ def warnings(analysis, group_ids=None):
                 f"<ul style=\"margin:0.3em 0 0 0\">{rows}</ul></div>")
 
 
-def verdict(analysis, found, group_ids=None):
+def verdict(analysis, found, group_ids=None, timeline=None):
     """The report's conclusion in a few sentences (`sgaudit.summaries.verdict`), for the top of a report.
 
     Parameters
@@ -164,6 +164,8 @@ def verdict(analysis, found, group_ids=None):
         The findings the report shows.
     group_ids : list of str, optional
         The notebook's group filter.
+    timeline : sgaudit.timeline.Timeline, optional
+        The whole analysis' timeline, for the stretches without traffic.
 
     Returns
     -------
@@ -175,7 +177,7 @@ def verdict(analysis, found, group_ids=None):
 
     from .summaries import verdict as sentences
 
-    text = " ".join(html.escape(s) for s in sentences(analysis, found, group_ids))
+    text = " ".join(html.escape(s) for s in sentences(analysis, found, group_ids, timeline))
     return HTML('<div role="note" style="border-left:4px solid #4c78a8;background:#f4f7fb;padding:0.6em 1em;'
                 f'margin:0.5em 0;font-size:1.05em"><strong>In short:</strong> {text}</div>')
 

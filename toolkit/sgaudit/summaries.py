@@ -339,7 +339,7 @@ _IN_WORDS = {"attempted": "only attempted", PEERS_UNKNOWN: "of unknown use (peer
              "unobserved": "unobserved (no flow logs from their interfaces)", "unattached": "in groups on no interface"}
 
 
-def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None) -> list[str]:
+def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=None) -> list[str]:
     """The report's conclusion, one sentence each: the rules by status, the findings, what no rule explains.
 
     Parameters
@@ -349,6 +349,9 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None) -> list[str
         The findings shown in the report (`sgaudit.findings.findings`, filtered as the report is).
     group_ids : list of str, optional
         The report's group filter: the rules and the unexplained conversations are those of these groups.
+    timeline : sgaudit.timeline.Timeline, optional
+        The whole analysis' timeline: when given, stretches without any traffic (`quiet_stretches`) are
+        said right after the window, since they shorten the time in which a rule could be seen used.
     """
     from .findings import counts
 
@@ -362,6 +365,11 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None) -> list[str
     groups = rules_["group_id"].nunique()
     out = [f"{len(rules_):,} rule{'s' * (len(rules_) != 1)} in {groups:,} security group{'s' * (groups != 1)} "
            f"{window}: " + (", ".join(statuses) if statuses else "none") + "."]
+    quiet = quiet_stretches(timeline) if timeline is not None else []
+    if quiet:
+        total = sum((b - a for a, b in quiet), pd.Timedelta(0))
+        out.append(f"For {duration(total)} of the window no interface has any traffic (logs missing, or "
+                   "everything idle: see the note below), so rules had less time to be seen used.")
     candidates = int(n.get("unused", 0)) + int(n.get("attempted", 0))
     if candidates:
         out.append(f"{candidates:,} of them {'is a candidate' if candidates == 1 else 'are candidates'} for "
