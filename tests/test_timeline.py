@@ -357,7 +357,7 @@ def test_verdict_counts_what_the_tables_count(sample):
     assert first.startswith(f"{len(sample.usage)} rules in {sample.usage['group_id'].nunique()} security groups over")
     assert (f"{u['used']} used, {u['attempted']} only attempted, {u['unused'] - unknown} unused, {unknown} of "
             "unknown use") in first
-    assert removal.startswith(f"{u['unused'] - unknown + u['attempted']} of them are candidates for removal")
+    assert removal.startswith(f"{u['unused'] - unknown + u['attempted']} rules are candidates for removal")
     assert severities == findings.counts(found) + "."
     assert unexplained == f"{len(sample.unexplained)} accepted conversations no rule explains."
     # A report of one group speaks of that group's rules and of the conversations at its interfaces.
@@ -367,4 +367,5 @@ def test_verdict_counts_what_the_tables_count(sample):
     assert with_gap[2:] == [removal, severities, unexplained]
     bastion = summaries.verdict(sample, found.iloc[0:0], ["sg-0f92669b1becefdac"])
     assert bastion[0].startswith("4 rules in 1 security group over") and bastion[2] == "0 findings."
+    assert bastion[1] == "1 rule is a candidate for removal: unused or only attempted in this window."
     assert bastion[-1] == "Every accepted conversation is allowed by a rule of the snapshot."

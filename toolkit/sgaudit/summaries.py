@@ -372,7 +372,7 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
                    "everything idle: see the note below), so rules had less time to be seen used.")
     candidates = int(n.get("unused", 0)) + int(n.get("attempted", 0))
     if candidates:
-        out.append(f"{candidates:,} of them {'is a candidate' if candidates == 1 else 'are candidates'} for "
+        out.append(f"{candidates:,} {'rule is a candidate' if candidates == 1 else 'rules are candidates'} for "
                    "removal: unused or only attempted in this window.")
     out.append(counts(found) + ".")
     unexplained = for_groups(analysis.unexplained, analysis, group_ids)
