@@ -213,6 +213,7 @@ def test_printed_report_holds_every_row_and_fits_tables_and_figures_on_the_paper
         page.wait_for_timeout(500)
         assert rules.locator("tbody tr").count() == total
         assert not rules.locator(".dt-search").is_visible() and not rules.locator(".dt-paging").is_visible()
+        assert not rules.locator(".dt-info").is_visible()  # "Showing 1 to 36": the caption says the rows
         tables = page.evaluate(tables_js)
         assert all(right <= paper for right, _ in tables), tables
         assert any(zoom for _, zoom in tables)  # the widest were scaled down to fit, not cut

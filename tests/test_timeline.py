@@ -319,7 +319,8 @@ def test_overview_names_window_and_coverage(sample):
     assert o["window end (UTC, the last record's end)"] == summaries._iso(sample.window[1])
     assert o["accounts in the snapshot"] == "002244369527"  # the scope, for an auditor with only the report
     assert o["VPCs in the snapshot"] == str(sample.inventory.groups["vpc_id"].nunique())
-    assert o["flow logs"] == ", ".join(str(p) for p in sample.call["flow_logs"])
+    # Absolute paths: a report is read far from where the notebook ran.
+    assert o["flow logs"] == ", ".join(str(Path(p).resolve()) for p in sample.call["flow_logs"])
     assert o["inventory snapshot"].endswith("sample_logs/inventory")
     assert re.fullmatch(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ by sgaudit " + re.escape(sgaudit.__version__),
                         o["analysed (UTC)"])

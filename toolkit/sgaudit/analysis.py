@@ -367,8 +367,10 @@ def analyze(
     call = dict(flow_logs=paths, start=start, end=end, log_format=log_format, threads=threads,
                 memory_limit=memory_limit, workdir=workdir, aws_session=aws_session, endpoint_url=endpoint_url,
                 cache=cache, engine=engine, engine_options=engine_options,
-                # What was read and when, for a report to name (`summaries.overview`).
-                inventory=str(inventory_dir) if inventory_dir else None, started=pd.Timestamp.now(tz="UTC"))
+                # What was read and when, for a report to name (`summaries.overview`): absolute paths, since
+                # a relative one means nothing to the reader of a report (a notebook runs in its own folder).
+                inventory=str(inventory_dir) if inventory_dir else None, started=pd.Timestamp.now(tz="UTC"),
+                flow_logs_shown=[str(p) if remote.is_uri(p) else str(Path(p).resolve()) for p in paths])
     tmpdir = _make_tmpdir(workdir)
     try:
         # URIs (s3://, cloudwatch://) become local files first, then are read like any other; a

@@ -11,13 +11,17 @@ from __future__ import annotations
 from IPython.display import HTML
 
 #: The page prints in A4 landscape: the usage tables have up to 21 columns.
-#: - Tables lose their search box and page buttons, drop the column widths set on screen, and every cell
+#: - Tables lose their search box, page buttons, "Showing 1 to N" and sort arrows, put their caption on
+#:   top (not alone at the foot of a page), drop the column widths set on screen, and every cell
 #:   wraps, anywhere if it must, but never inside a column's name (which keeps short columns wide enough
 #:   for their words); long text gets room to be read.
 #: - Figures are never cut at a page break or by their cells' overflow.
 _STYLE = """<style>@media print {
 @page {size: A4 landscape; margin: 10mm}
 div.dt-container .dt-search, div.dt-container .dt-length, div.dt-container .dt-paging {display: none}
+div.dt-container .dt-info, table.dataTable thead .dt-column-order {display: none}
+table.dataTable {caption-side: top !important}
+table.dataTable caption {break-after: avoid}
 div.dt-container .dt-layout-cell {overflow: visible !important}
 table.dataTable {width: 100% !important; font-size: 7.5pt}
 table.dataTable th, table.dataTable td {width: auto !important; padding: 2px 3px !important}

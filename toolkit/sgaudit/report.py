@@ -60,7 +60,8 @@ NOTEBOOKS_DIR = _notebooks_dir()
 PATH_PARAMETERS = ("flow_logs", "inventory")
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-WIDGET_NOTE = "Interactive explorer: open this notebook in JupyterLab to use it."
+WIDGET_NOTE = ("Interactive explorer: open the notebook written beside this report (the same name, ending in "
+               ".ipynb) in JupyterLab to use it.")
 
 # Cell tags that leave a cell, or its outputs, out of the report (Jupyter Book's names). Code inputs are
 # left out of every report anyway.

@@ -382,11 +382,11 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
 
 
 def _sources(call: dict) -> str:
-    """The flow logs as given (paths, URIs), or the Athena table they were read from."""
+    """The flow logs as given (URIs, absolute paths), or the Athena table they were read from."""
     options = call.get("engine_options") or {}
     if call.get("engine") == "athena":
         return f"Athena table {options.get('database')}.{options.get('table')}"
-    return _some([str(p) for p in call.get("flow_logs") or []], shown=3)
+    return _some([str(p) for p in call.get("flow_logs_shown", call.get("flow_logs")) or []], shown=3)
 
 
 def _some(values: list[str], shown: int = 5) -> str:
