@@ -95,6 +95,8 @@ def test_report_says_its_conclusion_in_short_at_its_top(report):
     assert "19 used, 2 only attempted, 6 unused, 1 of unknown use" in said
     assert "37 findings: 1 critical, 1 high" in said and "6 accepted conversations no rule explains." in said
     assert "For 1 h of the window no interface has any traffic" in said
+    # The critical finding by name, its group's hostile name escaped.
+    assert "Critical: RDP (3389) open to the internet, rule sgr-0ebcdc0614747177d of &lt;b&gt;ops&lt;/b&gt;" in said
 
 
 def test_report_opens_offline_with_no_request_and_no_error(report):

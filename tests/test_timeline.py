@@ -351,7 +351,10 @@ def test_verdict_counts_what_the_tables_count(sample):
     from sgaudit import findings
 
     found = findings.findings(sample)
-    first, removal, severities, unexplained = summaries.verdict(sample, found)
+    first, removal, severities, critical, high, unexplained = summaries.verdict(sample, found)
+    # The critical and high findings by name, most severe first.
+    assert critical == "Critical: RDP (3389) open to the internet, rule sgr-0ebcdc0614747177d of bastion-sg."
+    assert high == "High: SSH (22) open to the internet, rule sgr-06f169bac89fda46e of bastion-sg."
     u = sample.usage["status"].value_counts()
     unknown = int((sample.usage["rule_id"].isin(sample.inventory.unresolved_rules())
                    & (sample.usage["status"] == "unused")).sum())
@@ -365,7 +368,7 @@ def test_verdict_counts_what_the_tables_count(sample):
     # Given the timeline, the hour without any log is said right after the window.
     with_gap = summaries.verdict(sample, found, timeline=sample.timeline("auto"))
     assert with_gap[0] == first and with_gap[1].startswith("For 1 h of the window no interface has any traffic")
-    assert with_gap[2:] == [removal, severities, unexplained]
+    assert with_gap[2:] == [removal, severities, critical, high, unexplained]
     bastion = summaries.verdict(sample, found.iloc[0:0], ["sg-0f92669b1becefdac"])
     assert bastion[0].startswith("4 rules in 1 security group over") and bastion[2] == "0 findings."
     assert bastion[1] == "1 rule is a candidate for removal: unused or only attempted in this window."

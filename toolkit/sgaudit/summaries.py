@@ -375,6 +375,13 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
         out.append(f"{candidates:,} {'rule is a candidate' if candidates == 1 else 'rules are candidates'} for "
                    "removal: unused or only attempted in this window.")
     out.append(counts(found) + ".")
+    # The most severe findings by name: the first thing an auditor acts on (findings come most severe first).
+    worst = found[found["severity"].isin(["critical", "high"])]
+    for f in worst.head(3).itertuples(index=False):
+        of = f"rule {f.rule_id} of {f.group_name or f.group_id}" if f.rule_id else (f.group_name or f.group_id)
+        out.append(f"{str(f.severity).capitalize()}: {f.title}" + (f", {of}." if of else "."))
+    if len(worst) > 3:
+        out.append(f"{len(worst) - 3:,} more critical or high.")
     unexplained = for_groups(analysis.unexplained, analysis, group_ids)
     out.append(f"{len(unexplained):,} accepted conversation{'s' * (len(unexplained) != 1)} no rule explains."
                if len(unexplained) else "Every accepted conversation is allowed by a rule of the snapshot.")
