@@ -435,3 +435,17 @@ def test_status_by_group_draws_unused_rules_whose_peers_are_unknown_apart():
     # Without any such rule the figure keeps SPEC's five statuses.
     assert [t.name for t in figures.status_by_group(rules_frame().assign(peers_known=True)).data] == list(
         figures.STATUSES)
+
+
+def test_rule_timeline_shades_a_stretch_without_any_traffic_and_keeps_it_across_the_dropdown():
+    # Traffic in the first and the last hour only: the two hours between are no data, not "no use".
+    t = timeline()
+    t.rules = t.rules.assign(time=[TIMES[0], TIMES[3], TIMES[0]])
+    t.ports = t.ports.assign(time=TIMES[0])
+    fig = figures.rule_timeline(t, rules_frame())
+    [band] = fig.layout.shapes
+    assert (band.x0, band.x1) == (TIMES[1].tz_convert(None).isoformat(), TIMES[3].tz_convert(None).isoformat())
+    assert band.yref == "paper" and "logs missing" in band.label.text
+    # The dropdown's entries change traces, titles and annotations, never the shapes.
+    assert all("shapes" not in str(b.args) for b in fig.layout.updatemenus[0].buttons)
+    assert figures.rule_timeline(timeline(), rules_frame()).layout.shapes == ()  # no gap, no band

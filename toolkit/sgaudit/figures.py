@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .errors import SgauditError
-from .summaries import PEERS_UNKNOWN, shown_statuses
+from .summaries import PEERS_UNKNOWN, quiet_stretches, shown_statuses
 from .tables import protocol_name, require_columns
 from .usage import STATUSES
 
@@ -385,7 +385,7 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None, ma
     if all(t is not None and not pd.isna(t) for t in timeline.window):
         # The whole window, so that quiet stretches at either end show as quiet rather than cut off.
         xaxis["range"] = [t.isoformat() for t in _naive_utc(list(timeline.window))]
-    fig.update_layout(annotations=messages[0], xaxis=xaxis,
+    fig.update_layout(annotations=messages[0], xaxis=xaxis, shapes=_quiet_shapes(timeline),
                       yaxis={"title": {"text": "conversations active"}, "rangemode": "tozero",
                              **_whole_numbers(int(connections.to_numpy().max(initial=0)))})
     if len(groups) > 1:
@@ -394,6 +394,22 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None, ma
                    for i in range(len(groups))]
         fig.update_layout(updatemenus=[_dropdown([as_text(_short(labels[g])) for g in groups], updates)])
     return _layout(fig, titles[0], 520, notes[0])
+
+
+def _quiet_shapes(timeline) -> list[dict]:
+    """A grey band over every stretch without any traffic (`summaries.quiet_stretches`), labelled.
+
+    Without it the lines drop to zero there, which reads as an hour of no use rather than as no data; the
+    band is a shape, so it stays when the dropdown switches groups (annotations do not).
+    """
+    out = []
+    for start, end in quiet_stretches(timeline):
+        x0, x1 = (t.isoformat() for t in _naive_utc([start, end]))
+        out.append({"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
+                    "fillcolor": "#8c8c8c", "opacity": 0.18, "line": {"width": 0}, "layer": "below",
+                    "label": {"text": "no traffic: logs missing or all idle", "textposition": "top center",
+                              "font": {"size": 11, "color": "#444"}}})
+    return out
 
 
 # --- ports over time --------------------------------------------------------------------------------
