@@ -449,3 +449,6 @@ def test_rule_timeline_shades_a_stretch_without_any_traffic_and_keeps_it_across_
     # The dropdown's entries change traces, titles and annotations, never the shapes.
     assert all("shapes" not in str(b.args) for b in fig.layout.updatemenus[0].buttons)
     assert figures.rule_timeline(timeline(), rules_frame()).layout.shapes == ()  # no gap, no band
+    # The heatmaps get the same band, above their cells (below, the cells would hide it).
+    [over] = figures.port_heatmap(t, scope="group", direction="inbound").layout.shapes
+    assert (over.x0, over.x1, over.layer) == (band.x0, band.x1, "above")

@@ -396,17 +396,18 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None, ma
     return _layout(fig, titles[0], 520, notes[0])
 
 
-def _quiet_shapes(timeline) -> list[dict]:
+def _quiet_shapes(timeline, layer: str = "below") -> list[dict]:
     """A grey band over every stretch without any traffic (`summaries.quiet_stretches`), labelled.
 
-    Without it the lines drop to zero there, which reads as an hour of no use rather than as no data; the
-    band is a shape, so it stays when the dropdown switches groups (annotations do not).
+    Without it the lines drop to zero there, and the heatmaps' cells are empty, which reads as an hour of
+    no use rather than as no data. The band is a shape, so it stays when a dropdown switches groups
+    (annotations do not); over a heatmap it lies ``above`` the cells, which would hide it.
     """
     out = []
     for start, end in quiet_stretches(timeline):
         x0, x1 = (t.isoformat() for t in _naive_utc([start, end]))
         out.append({"type": "rect", "xref": "x", "yref": "paper", "x0": x0, "x1": x1, "y0": 0, "y1": 1,
-                    "fillcolor": "#8c8c8c", "opacity": 0.18, "line": {"width": 0}, "layer": "below",
+                    "fillcolor": "#8c8c8c", "opacity": 0.18, "line": {"width": 0}, "layer": layer,
                     "label": {"text": "no traffic: logs missing or all idle", "textposition": "top center",
                               "font": {"size": 11, "color": "#444"}}})
     return out
@@ -530,7 +531,7 @@ def port_heatmap(timeline, scope: str = "group", direction: str = "inbound", top
         names = [as_text(_short(str(timeline.labels.get(s) or s))) for s in busiest.index]
         menus.insert(0, _dropdown(names, updates))
     fig.update_layout(updatemenus=menus, yaxis={"autorange": "reversed", "type": "category"},
-                      xaxis={"title": {"text": "UTC"}})
+                      xaxis={"title": {"text": "UTC"}}, shapes=_quiet_shapes(timeline, layer="above"))
     return _layout(fig, title, max(320, 190 + 22 * tallest), subtitles[0])
 
 
