@@ -57,6 +57,7 @@ def timeline(ports: pd.DataFrame | None = None) -> SimpleNamespace:
             "connections": [2, 0, 1, 0, 2], "bytes": [400, 0, 84, 0, 400], "rejected": [0, 7, 0, 4, 0]})
     return SimpleNamespace(
         bucket=pd.Timedelta("1h"), window=(T0, T0 + pd.Timedelta("4h")), times=TIMES, rules=rules, ports=ports,
+        active=frozenset(rules["time"]) | frozenset(ports["time"]),
         labels={"sg-0a1": "sg-0a1 (web)", "sg-0b2": f"sg-0b2 ({EVIL})", "sg-0c3": "sg-0c3 (idle)",
                 "eni-9": f"eni-9 ({EVIL})"})
 
@@ -442,6 +443,7 @@ def test_rule_timeline_shades_a_stretch_without_any_traffic_and_keeps_it_across_
     t = timeline()
     t.rules = t.rules.assign(time=[TIMES[0], TIMES[3], TIMES[0]])
     t.ports = t.ports.assign(time=TIMES[0])
+    t.active = frozenset({TIMES[0], TIMES[3]})
     fig = figures.rule_timeline(t, rules_frame())
     [band] = fig.layout.shapes
     assert (band.x0, band.x1) == (TIMES[1].tz_convert(None).isoformat(), TIMES[3].tz_convert(None).isoformat())

@@ -304,6 +304,10 @@ def test_quiet_stretches_name_the_hour_without_logs_and_nothing_else(sample):
     # spans the hole as a conversation, but its records do not.
     t = sample.timeline("auto")
     assert summaries.quiet_stretches(t) == [(pd.Timestamp("2025-02-06T12:00Z"), pd.Timestamp("2025-02-06T13:00Z"))]
+    # A selection (a report of some groups) keeps the whole analysis' stretches: alb-sg's interfaces log only
+    # from 13:00, but other interfaces had traffic from 11:00, so 11:00-12:00 is no gap in the logs.
+    alb = sample.inventory.groups.set_index("group_name").loc["alb-sg", "group_id"]
+    assert summaries.quiet_stretches(t.select(group_ids=[alb])) == summaries.quiet_stretches(t)
     alone = sgaudit.analyze([SAMPLE / "flow-logs"], SAMPLE / "inventory")
     try:
         assert summaries.quiet_stretches(alone.timeline("auto")) == []

@@ -165,7 +165,7 @@ def verdict(analysis, found, group_ids=None, timeline=None):
     group_ids : list of str, optional
         The notebook's group filter.
     timeline : sgaudit.timeline.Timeline, optional
-        The whole analysis' timeline, for the stretches without traffic.
+        The analysis' timeline (or a selection of it), for the stretches without traffic.
 
     Returns
     -------
@@ -191,7 +191,8 @@ def quiet(timeline):
     Parameters
     ----------
     timeline : sgaudit.timeline.Timeline
-        The whole analysis' timeline (``result.timeline(time_bucket)``), not a selection.
+        The analysis' timeline (``result.timeline(time_bucket)``), or a selection of it: the stretches are
+        the whole analysis' either way.
 
     Returns
     -------

@@ -458,15 +458,15 @@ def quiet_stretches(timeline) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Stretches of the window in which no interface has any traffic, accepted or rejected: ``[(start, end)]``.
 
     From a `Timeline` (its buckets hold the records that start in them, so a long connection logged before
-    and after a hole does not hide it). Such a stretch is flow logs missing (not delivered, not copied, a
-    flow log stopped), or every interface idle: either way "unused" and "not seen" cover less time than the
-    window says. Only stretches of `QUIET_MIN` and `QUIET_MIN_SHARE` of the window are named.
+    and after a hole does not hide it), a selection of one included: its ``active`` buckets are the whole
+    analysis'. Such a stretch is flow logs missing (not delivered, not copied, a flow log stopped), or every
+    interface idle: either way "unused" and "not seen" cover less time than the window says. Only
+    stretches of `QUIET_MIN` and `QUIET_MIN_SHARE` of the window are named.
     """
     lo, hi = timeline.window
     if lo is None or hi is None or pd.isna(lo) or pd.isna(hi) or hi <= lo or not len(timeline.times):
         return []
-    # Distinct times first: the per-port table has a row per port and bucket, millions on a big account.
-    active = set(timeline.ports["time"].unique()) | set(timeline.rules["time"].unique())
+    active = timeline.active
     out, start = [], None
     for t in [*timeline.times, None]:
         if t is not None and t not in active:

@@ -65,6 +65,10 @@ class Timeline:
     memberships : pandas.DataFrame
         ``interface_id, group_id``: which interface carries which group, so that a filter by one also
         selects the other.
+    active : frozenset of pandas.Timestamp
+        The buckets in which any interface has any traffic, of the whole analysis: a selection keeps it,
+        so that a stretch without logs (`summaries.quiet_stretches`) is not confused with selected groups
+        being idle.
     """
 
     bucket: pd.Timedelta
@@ -74,6 +78,7 @@ class Timeline:
     rules: pd.DataFrame
     ports: pd.DataFrame
     memberships: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["interface_id", "group_id"]))
+    active: frozenset = frozenset()
 
     def select(self, group_ids=None, interface_ids=None) -> Timeline:
         """The same timeline restricted to some groups and/or interfaces (empty or None: all).
@@ -260,7 +265,9 @@ def build(analysis: Analysis, time_bucket: str = "auto",
 
     times = bucket_starts(analysis.window, width)
     memberships = analysis.inventory.interface_groups[["interface_id", "group_id"]].reset_index(drop=True)
-    return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports, memberships)
+    # Distinct times first: the per-port table has a row per port and bucket, millions on a big account.
+    active = frozenset(ports["time"].unique()) | frozenset(rules["time"].unique())
+    return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports, memberships, active)
 
 
 def bucket_starts(window: tuple[pd.Timestamp | None, pd.Timestamp | None], width: pd.Timedelta) -> pd.DatetimeIndex:
