@@ -353,7 +353,7 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
         The whole analysis' timeline: when given, stretches without any traffic (`quiet_stretches`) are
         said right after the window, since they shorten the time in which a rule could be seen used.
     """
-    from .findings import counts
+    from .findings import SEVERITIES, counts
 
     rules_ = filter_rules(rules(analysis), group_ids=group_ids)
     shown, order = shown_statuses(rules_)
@@ -376,7 +376,7 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
                    "removal: unused or only attempted in this window.")
     out.append(counts(found) + ".")
     # The most severe findings by name: the first thing an auditor acts on (findings come most severe first).
-    worst = found[found["severity"].isin(["critical", "high"])]
+    worst = found[found["severity"].isin(SEVERITIES[:2])]  # critical and high
     for f in worst.head(3).itertuples(index=False):
         of = f"rule {f.rule_id} of {f.group_name or f.group_id}" if f.rule_id else (f.group_name or f.group_id)
         out.append(f"{str(f.severity).capitalize()}: {f.title}" + (f", {of}." if of else "."))
