@@ -66,9 +66,9 @@ class Timeline:
         ``interface_id, group_id``: which interface carries which group, so that a filter by one also
         selects the other.
     active : frozenset of pandas.Timestamp
-        The buckets in which any interface has any traffic, of the whole analysis: a selection keeps it,
-        so that a stretch without logs (`summaries.quiet_stretches`) is not confused with selected groups
-        being idle.
+        The buckets in which any interface has any traffic, of the whole analysis: computed from ``rules``
+        and ``ports`` when not given, and kept by a selection, so that a stretch without logs
+        (`summaries.quiet_stretches`) is not confused with selected groups being idle.
     """
 
     bucket: pd.Timedelta
@@ -78,7 +78,12 @@ class Timeline:
     rules: pd.DataFrame
     ports: pd.DataFrame
     memberships: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["interface_id", "group_id"]))
-    active: frozenset = frozenset()
+    active: frozenset | None = None
+
+    def __post_init__(self) -> None:
+        if self.active is None:
+            # Distinct times first: the per-port table has a row per port and bucket, millions on a big account.
+            self.active = frozenset(self.ports["time"].unique()) | frozenset(self.rules["time"].unique())
 
     def select(self, group_ids=None, interface_ids=None) -> Timeline:
         """The same timeline restricted to some groups and/or interfaces (empty or None: all).
@@ -265,9 +270,7 @@ def build(analysis: Analysis, time_bucket: str = "auto",
 
     times = bucket_starts(analysis.window, width)
     memberships = analysis.inventory.interface_groups[["interface_id", "group_id"]].reset_index(drop=True)
-    # Distinct times first: the per-port table has a row per port and bucket, millions on a big account.
-    active = frozenset(ports["time"].unique()) | frozenset(rules["time"].unique())
-    return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports, memberships, active)
+    return Timeline(width, analysis.window, times, labels(analysis.inventory), rules, ports, memberships)
 
 
 def bucket_starts(window: tuple[pd.Timestamp | None, pd.Timestamp | None], width: pd.Timedelta) -> pd.DatetimeIndex:
