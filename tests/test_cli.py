@@ -388,6 +388,26 @@ def test_files_bar_says_what_runs_once_every_file_is_read(monkeypatch):
     bar.close()
 
 
+def test_progress_counts_the_reading_as_the_first_half_of_duckdbs_estimate(tmp_path, monkeypatch):
+    # DuckDB's estimate for the reduction (a scan into a hash aggregate) is at 50 % when every file is read;
+    # shown as it is, the bar sat at half the files and jumped to all of them at the end.
+    inv = web_snapshot().write(tmp_path / "inv")
+    for i in range(4):
+        write_log(tmp_path / "logs" / f"flow{i}.log.gz", web_records())
+    real = sgaudit.analysis._execute_with_progress
+
+    def as_duckdb_reports(con, sql, on_fraction):
+        if on_fraction is not None:
+            for frac in (0.0, 0.125, 0.25, 0.5, 0.75):
+                on_fraction(frac)
+        real(con, sql, None)
+
+    monkeypatch.setattr(sgaudit.analysis, "_execute_with_progress", as_duckdb_reports)
+    calls = []
+    sgaudit.analyze(tmp_path / "logs", inv, progress=lambda done, total: calls.append((done, total))).close()
+    assert calls == [(0, 4), (0, 4), (1, 4), (2, 4), (4, 4), (4, 4), (4, 4)]
+
+
 def test_progress_starts_at_zero_files_before_the_checksums_are_checked_and_ends_at_all(setup, monkeypatch):
     tmp_path, inv, log = setup
     calls = []

@@ -696,6 +696,17 @@ def _execute_with_progress(con: duckdb.DuckDBPyConnection, sql: str,
         raise failure[0]
 
 
+def _files_fraction(statement_fraction: float) -> float:
+    """How much of a reduction statement's files are read, from DuckDB's estimate of the whole statement.
+
+    DuckDB weighs a statement's pipelines by their estimated rows, and estimates a hash aggregate's output
+    at its input's rows: reading the files into the aggregate is the first half of the estimate, and
+    producing the aggregate's rows the second. Taken as it is, the bar sat near half the files until the
+    statement ended and then jumped to all of them (4,000 small files: at 51 % for 5.6 s).
+    """
+    return min(1.0, 2.0 * statement_fraction)
+
+
 def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress, *,
             table: str = "reduced", slot_ms: int | None = None) -> int:
     """Read every file into the ``reduced`` table (`reduction.REDUCE_SQL`): one statement per layout.
@@ -717,7 +728,8 @@ def _reduce(con, files, workdir: Path, lo: int | None, hi: int | None, progress,
                f"({reduction.reduce_sql(records.scan_sql(group, workdir), lo_ms, hi_ms, slot_ms)}) AS reduced_rows")
         sql = f"INSERT INTO {table} {sql}" if created else f"CREATE OR REPLACE TABLE {table} AS {sql}"
         base, size = done, len(group.paths)
-        report = (lambda frac, base=base, size=size: progress(base + int(frac * size), total)) if progress else None
+        report = ((lambda frac, base=base, size=size: progress(base + int(_files_fraction(frac) * size), total))
+                  if progress else None)
         try:
             _execute_with_progress(con, sql, report)
         except duckdb.Error as exc:

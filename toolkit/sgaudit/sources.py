@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -347,8 +348,15 @@ def verify_gzip(paths: list[Path], threads: int) -> None:
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    buffers = threading.local()  # one per thread: a new 4 MiB buffer per file made 4,000 small files take 6 s
+
+    def crc_matches(path: Path) -> bool:
+        if not hasattr(buffers, "buffer"):
+            buffers.buffer = bytearray(1 << 22)
+        return _crc_matches(path, buffers.buffer)
+
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        sound = list(pool.map(_crc_matches, paths))
+        sound = list(pool.map(crc_matches, paths))
     for path, ok in zip(paths, sound, strict=True):
         if not ok:
             check_gzip(path)  # says how it is damaged
@@ -356,12 +364,14 @@ def verify_gzip(paths: list[Path], threads: int) -> None:
                                    "--flow-logs.")
 
 
-def _crc_matches(path: Path) -> bool:
-    """Whether a gzip file decompresses to its end with every member's CRC-32 and length as recorded."""
+def _crc_matches(path: Path, buffer: bytearray) -> bool:
+    """Whether a gzip file decompresses to its end with every member's CRC-32 and length as recorded.
+
+    ``buffer`` receives the text and is overwritten: only the checksums matter.
+    """
     from isal import igzip
     from isal.isal_zlib import error as isal_error
 
-    buffer = bytearray(1 << 22)
     try:
         with igzip.open(path, "rb") as fh:
             while fh.readinto(buffer):
