@@ -94,6 +94,8 @@ def test_notebook_runs_under_papermill_with_overrides(executed):
         assert PLOTLY in text
     if name == "rule_usage":
         assert "sg-0f92669b1becefdac" in text and "sg-0a5c66cbda00f555b" not in text  # the group filter held
+    # DataTables (0.7 MB, embedded base64) goes into the notebooks that show tables, and only there.
+    assert ("function injectModule(base64JS)" in text) == (name != "port_heatmap")
     if name == "port_heatmap":
         figures = [o["data"][PLOTLY] for o in outputs(nb) if PLOTLY in o.get("data", {})]
         assert len(figures) == 4

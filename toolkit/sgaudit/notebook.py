@@ -77,7 +77,7 @@ class OfflineNotebookRenderer(NotebookRenderer):
         return {"text/html": html}
 
 
-def setup() -> None:
+def setup(tables: bool = True) -> None:
     """Set up displays for a notebook that is read in JupyterLab and exported as an offline report.
 
     Call it once, in the first code cell. It
@@ -91,6 +91,12 @@ def setup() -> None:
       of its tables, and its figures fit the paper).
 
     It displays nothing else and returns nothing.
+
+    Parameters
+    ----------
+    tables : bool, default True
+        False for a notebook that shows no table (port_heatmap): DataTables (0.7 MB) is then left out of
+        its report, and a DataFrame it displays anyway is pandas' plain table.
     """
     from IPython.display import display
     from IPython.utils.capture import capture_output
@@ -105,10 +111,11 @@ def setup() -> None:
     # exported report runs module scripts once the page is read, but JupyterLab runs each output as it
     # arrives, and there the switch failed ("Cannot destructure 'set_or_remove_dark_class'"): tables
     # never followed a dark theme. The library goes first; the outputs are otherwise itables' own.
-    with capture_output(stdout=False, stderr=False) as shown:
-        init_notebook_mode(all_interactive=True, connected=False)
-    for output in sorted(shown.outputs, key=_is_module_script):
-        output.display()
+    if tables:
+        with capture_output(stdout=False, stderr=False) as shown:
+            init_notebook_mode(all_interactive=True, connected=False)
+        for output in sorted(shown.outputs, key=_is_module_script):
+            output.display()
     display(print_support())
 
 
