@@ -7,6 +7,7 @@ group name, a rule description, an interface description, a tag): they must show
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -221,12 +222,18 @@ def test_printed_report_holds_every_row_and_fits_tables_and_figures_on_the_paper
         assert any(zoom for _, zoom in tables)  # the widest were scaled down to fit, not cut
         figures = page.evaluate(figures_js)
         assert len(figures) >= 6 and all(right <= paper for right, _ in figures), figures
+        # A figure with a menu prints one entry: the page says which, and that the file holds the others.
+        notes = page.locator(".sgaudit-print-note").all_text_contents()
+        assert len(notes) >= 2 and all(re.fullmatch(r"Printed: sg-[0-9a-f]+ \(.+\), one of the \d+ entries of this "
+                                                    r"figure's menu; the HTML file shows every one\.", n)
+                                       for n in notes), notes
         page.emulate_media(media="screen")
         page.set_viewport_size({"width": 1600, "height": 1000})
         page.wait_for_timeout(500)
         assert rules.locator("tbody tr").count() == 25 and rules.locator(".dt-search").is_visible()
         assert not any(zoom for _, zoom in page.evaluate(tables_js))
         assert all(width is None for _, width in page.evaluate(figures_js))  # back to the window's width
+        assert page.locator(".sgaudit-print-note").count() == 0
         assert page.pdf(format="A4")[:5] == b"%PDF-"  # print-to-PDF itself runs through the same events
         assert rules.locator("tbody tr").count() == 25 and view.errors == []
 
@@ -245,6 +252,14 @@ def test_strings_from_aws_stay_text(report):
         labels = timeline.locator(".updatemenu-dropdown-button").all_text_contents()
         # Labels are cut at 60 characters; the start of the name is there, tags and all, as text.
         assert any(f"{BASTION} ({GROUP_PROBE[:20]}" in label for label in labels), labels
+        # Picked, and printed: the note over the figure names it as text too.
+        timeline.locator(".updatemenu-dropdown-button", has_text=BASTION).first.click()
+        page.emulate_media(media="print")
+        page.wait_for_timeout(500)
+        notes = page.locator(".sgaudit-print-note").all_text_contents()
+        assert any(f"Printed: {BASTION} ({GROUP_PROBE[:20]}" in n for n in notes), notes
+        assert page.evaluate("window.__xss") is None and page.locator('img[src="x"]').count() == 0
+        page.emulate_media(media="screen")
         coverage = page.locator(".dt-container", has=page.locator("caption", has_text="Interfaces")).first
         coverage.locator("input[type=search]").fill("window.__xss=2")
         page.wait_for_timeout(300)

@@ -30,6 +30,7 @@ table.dataTable.nowrap thead th {overflow-wrap: normal}
 table.dataTable.nowrap td.sgaudit-long {min-width: 14em !important; max-width: none !important}
 .jp-OutputArea, .jp-OutputArea-child, .jp-OutputArea-output, .jp-RenderedHTML {overflow: visible !important}
 .js-plotly-plot {break-inside: avoid}
+.sgaudit-print-note {font-size: 8pt; font-style: italic; margin: 0 0 2px; break-after: avoid}
 }</style>"""
 
 #: DataTables keeps only the current page of rows in the document, and plotly.js draws a figure at a fixed
@@ -41,7 +42,7 @@ table.dataTable.nowrap td.sgaudit-long {min-width: 14em !important; max-width: n
 #: printed layout, measured; what a print media emulation and Chromium's print-to-PDF give).
 _SCRIPT = """<script>
 (function () {
-    var DataTable = null, tables = [], zoomed = [], figures = [], PAPER = 1000;
+    var DataTable = null, tables = [], zoomed = [], figures = [], notes = [], PAPER = 1000;
     if (window.{loaded}) { window.{loaded}.then(function (module) { DataTable = module.default; }); }
     function everyRow() {
         if (!DataTable || tables.length) { return; }
@@ -66,13 +67,30 @@ _SCRIPT = """<script>
             var width = measured ? Math.min(gd.clientWidth || PAPER, PAPER) : PAPER;
             window.Plotly.relayout(gd, {width: width});
         });
+        if (notes.length) { return; }
+        // Paper holds one state of a figure: a menu's other entries are not printed, and the page says so.
+        figures.forEach(function (gd) {
+            var menu = ((gd.layout || {}).updatemenus || []).filter(function (m) {
+                return (m.type || "dropdown") === "dropdown" && (m.buttons || []).length > 1;
+            })[0];
+            if (!menu) { return; }
+            var shown = menu.buttons[menu.active || 0] || {}, note = document.createElement("p");
+            // Labels are plotly text, entities escaped (figures.as_text): parsed inert, read back as text.
+            var label = new DOMParser().parseFromString(shown.label || "", "text/html").documentElement.textContent;
+            note.className = "sgaudit-print-note";
+            note.textContent = "Printed: " + (label || "the menu's entry shown") + ", one of the " +
+                menu.buttons.length + " entries of this figure's menu; the HTML file shows every one.";
+            gd.parentNode.insertBefore(note, gd);
+            notes.push(note);
+        });
     }
     function printing(measured) { everyRow(); fitTables(); fitFigures(measured); }
     function asBefore() {
         tables.forEach(function (s) { s[0].page.len(s[1]).page(s[2]).draw(false); });
         zoomed.forEach(function (t) { t.style.zoom = ""; });
         figures.forEach(function (gd) { window.Plotly.relayout(gd, {width: null}); });
-        tables = []; zoomed = []; figures = [];
+        notes.forEach(function (n) { n.remove(); });
+        tables = []; zoomed = []; figures = []; notes = [];
     }
     window.addEventListener("beforeprint", function () { printing(false); });
     window.addEventListener("afterprint", asBefore);
