@@ -346,6 +346,15 @@ def test_spec_reject_is_never_usage_and_is_reported_per_port_counting_peer_and_p
 
 
 
+def test_spec_rejected_attempts_never_cross_ipv4_and_ipv6(tmp_path):
+    # 10.0.0.9 and ::a00:9 are one number and two peers (SPEC: IPv4 and IPv6 never cross): two attempts,
+    # also when both were also accepted.
+    recs = [rec(WEB, peer, dst, 40000, 443, flags=2, direction="ingress", action=action)
+            for peer, dst in (("10.0.0.9", WEB_IP), ("::a00:9", "2001:db8::5")) for action in ("ACCEPT", "REJECT")]
+    [rej] = run(tmp_path, account(), recs).rejected.to_dict("records")
+    assert (rej["attempts"], rej["peers"], rej["records"], rej["attempts_also_accepted"]) == (2, 2, 2, 2)
+
+
 def test_rejected_row_holding_both_kinds_of_attempt_says_so(tmp_path):
     # Port 22: a client whose SYN was accepted but whose SYN-ACK was rejected (a network ACL or a late
     # packet is likelier), and a scanner with nothing accepted. One row, as SPEC groups them, that names

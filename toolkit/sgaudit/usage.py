@@ -208,11 +208,12 @@ def copy_large(con: duckdb.DuckDBPyConnection, name: str, path, kind: str) -> No
 
 REJECTED_SQL = """
 SELECT interface_id, direction, protocol, port,
-       count(DISTINCT (peer_num, peer_port)) AS attempts,
-       count(DISTINCT peer_num) AS peers,
+       -- A peer is its family and number: 10.0.0.9 and ::a00:9 are the same number, not the same peer.
+       count(DISTINCT (family, peer_num, peer_port)) AS attempts,
+       count(DISTINCT (family, peer_num)) AS peers,
        sum(rej_p + rej_l)::BIGINT AS records,
        min(rej_first_ms) AS first_ms, max(rej_last_ms) AS last_ms,
-       count(DISTINCT CASE WHEN accepted THEN (peer_num, peer_port) END) AS attempts_also_accepted
+       count(DISTINCT CASE WHEN accepted THEN (family, peer_num, peer_port) END) AS attempts_also_accepted
 FROM classified WHERE rej_p + rej_l > 0
 GROUP BY ALL ORDER BY attempts DESC, interface_id, direction, protocol, port
 """
