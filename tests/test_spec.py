@@ -543,6 +543,22 @@ def test_spec_counts_peers_ports_times_bytes_and_packets(tmp_path):
     assert str(got["last_seen"].tz) == "UTC"
 
 
+def test_spec_first_and_last_seen_come_from_accepted_records(tmp_path):
+    # A late packet of the same conversation, rejected after the connection ended (SPEC: "REJECT can come
+    # from ... a late packet"), and one rejected before it: neither moves the rule's times nor its sums
+    # (docs/decisions.md); the rejected table keeps their times.
+    recs = handshake(WEB, CLIENT, WEB_IP, 40000, 443, start=T0)
+    recs += [rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=1, direction="ingress", action="REJECT", start=T0 + 600),
+             rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=2, direction="ingress", action="REJECT", start=T0 - 600)]
+    r = run(tmp_path, account(), recs)
+    got = row(r, "sgr-https")
+    assert (got["status"], got["evidence"], got["connections"]) == ("used", "established", 1)
+    assert got["first_seen"].timestamp() == T0 and got["last_seen"].timestamp() == T0 + 13
+    assert (got["bytes"], got["packets"]) == (300, 5)
+    [rej] = r.rejected.to_dict("records")
+    assert rej["first_seen"].timestamp() == T0 - 600 and rej["last_seen"].timestamp() == T0 + 613
+
+
 def test_spec_ports_lists_the_distinct_ports_that_counted(tmp_path):
     recs = (handshake(WEB, WEB_IP, "203.0.113.5", 50000, 443, inbound=False)
             + handshake(WEB, WEB_IP, "203.0.113.5", 50001, 80, inbound=False)
