@@ -90,6 +90,8 @@ CASES = [
     Case("syn-and-rst-in-adjacent-intervals", (2,), (4,), "inbound", "attempted", "attempted", "unused",
          local_delay=60),
     Case("outbound-syn-answered-by-rst", (4,), (2,), "outbound", "attempted", "unused", "attempted"),
+    # RST-ACK (4 + 16): the RST bit is what counts, as for any flag on top of it.
+    Case("syn-answered-by-rst-ack-20", (2,), (20,), "inbound", "attempted", "attempted", "unused"),
     Case("syn-only-no-answer", (2,), None, "inbound", "attempted", "attempted", "unused"),
     Case("syn-retransmitted-no-answer", (2, 2, 2), None, "inbound", "attempted", "attempted", "unused"),
     Case("outbound-syn-only", None, (2,), "outbound", "attempted", "unused", "attempted"),
@@ -142,6 +144,21 @@ def test_flag_classification(tmp_path, case: Case):
             r = row(result, rid)
             if r["status"] not in ("used", "attempted"):
                 assert r["connections"] == 0 and r["evidence"] == ""
+    finally:
+        result.close()
+
+
+def test_syn_and_synack_from_both_sides_leave_the_direction_to_the_rules(tmp_path):
+    # Both sides sent a SYN and a SYN-ACK (a simultaneous open, or a port reused both ways in the window):
+    # the flags name no initiator (docs/decisions.md), so the rules decide. Here only the egress rule can
+    # allow it (E's port 51000 is in no ingress rule): outbound, to the peer's port 443.
+    recs = [from_peer(f, local_port=51000, peer_port=443, start=T0 + 60 * i) for i, f in enumerate((2, 18))]
+    recs += [from_e(f, local_port=51000, peer_port=443, start=T0 + 60 * i) for i, f in enumerate((2, 18))]
+    result = run(tmp_path, default_snapshot(), recs)
+    try:
+        [c] = result.conversations.to_dict("records")
+        assert (c["direction"], c["port"]) == ("outbound", 443)
+        assert row(result, "sgr-out")["status"] == "used" and row(result, "sgr-https")["status"] == "unused"
     finally:
         result.close()
 
