@@ -417,6 +417,18 @@ def test_spec_peer_in_prefix_list_entry(tmp_path):
     assert row(r, "sgr-pl")["status"] == "used"
 
 
+def test_spec_prefix_list_entries_never_cross_ipv4_and_ipv6(tmp_path):
+    # An IPv6 entry holding the numbers of IPv4 addresses (::/64 holds 0 to 2**64 - 1) admits no IPv4 peer,
+    # and an IPv4 entry no IPv6 peer of the same number.
+    snap = account().prefix_list("pl-v6", ["::/64"]).prefix_list("pl-v4", ["0.0.0.0/24"])
+    snap.rule("sgr-pl6", "sg-web", "tcp", 8443, prefix_list="pl-v6")
+    snap.rule("sgr-pl4", "sg-web", "tcp", 9443, prefix_list="pl-v4")
+    recs = handshake(WEB, "0.0.0.5", WEB_IP, 40000, 8443) + handshake(WEB, "::5", "2001:db8::5", 40000, 9443)
+    r = run(tmp_path, snap, recs)
+    assert row(r, "sgr-pl6")["status"] == "unused" and row(r, "sgr-pl4")["status"] == "unused"
+    assert len(r.unexplained) == 2
+
+
 @pytest.mark.parametrize("which", ["primary", "secondary", "ipv6"])
 def test_spec_referenced_group_admits_private_addresses_of_its_interfaces(tmp_path, which):
     snap = Snapshot().group("sg-web").group("sg-db")
