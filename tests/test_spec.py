@@ -629,3 +629,77 @@ def test_spec_referenced_group_missing_from_the_groups_file_is_resolved_by_its_i
     r = run(tmp_path, snap, handshake(DB, WEB_IP, DB_IP, 40000, 5432))
     assert row(r, "sgr-pg")["status"] == "used"
     assert "referenced_group_unresolved" not in set(r.problems["kind"])
+
+
+# --- Pinned by fixed inputs (mutation testing found these caught only by the randomised tests) ----------
+
+def test_spec_udp_rules_hold_their_port_range(tmp_path):
+    snap = Snapshot().group("sg-x")  # no egress rule: nothing else could explain port 123
+    snap.rule("sgr-dns", "sg-x", "udp", 53, cidr="0.0.0.0/0")
+    snap.interface(WEB, WEB_IP, ["sg-x"])
+    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 123, proto=17, direction="ingress"),
+            rec(WEB, WEB_IP, CLIENT, 123, 40000, proto=17, direction="egress"),
+            rec(WEB, CLIENT, WEB_IP, 40001, 53, proto=17, direction="ingress"),
+            rec(WEB, WEB_IP, CLIENT, 53, 40001, proto=17, direction="egress")]
+    r = run(tmp_path, snap, recs)
+    assert row(r, "sgr-dns")[["status", "connections", "ports"]].tolist() == ["used", 1, "53"]
+    assert r.unexplained["local_port"].tolist() == [123]
+
+
+def test_spec_peers_counts_addresses_not_address_and_port(tmp_path):
+    snap = account()
+    snap.rule("sgr-range", "sg-web", "tcp", 8000, 8100, cidr="0.0.0.0/0")
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 8080) + handshake(WEB, CLIENT, WEB_IP, 40001, 8081))
+    assert row(r, "sgr-range")[["connections", "peers", "ports"]].tolist() == [2, 1, "8080,8081"]
+
+
+def test_spec_interface_observed_by_an_unattributable_record(tmp_path):
+    # It has a record in the window (SPEC "observed"), though neither of its addresses is the interface's.
+    r = run(tmp_path, account(), [rec(WEB, "192.0.2.1", "192.0.2.2", 40000, 443)], fmt=V2)
+    assert r.quality.set_index("bucket")["records"]["unattributable"] == 1
+    assert row(r, "sgr-https")["status"] == "unused" and row(r, "sgr-pg")["status"] == "unobserved"
+
+
+def test_spec_v2_record_between_two_addresses_of_the_interface_takes_the_destination_as_local(tmp_path):
+    # 10.0.1.11 (secondary) → 10.0.1.10 (primary) on 443: both are the interface's (docs/decisions.md), so
+    # the one record is the peer's, received: an inbound attempt on 443.
+    r = run(tmp_path, account(secondary=["10.0.1.11"]), [rec(WEB, "10.0.1.11", WEB_IP, 40000, 443)], fmt=V2)
+    [c] = r.conversations.to_dict("records")
+    assert (c["direction"], c["local_port"], c["peer"], c["peer_port"]) == ("inbound", 443, "10.0.1.11", 40000)
+    assert row(r, "sgr-https")["status"] == "attempted"
+
+
+def test_spec_icmpv6_rules_match_protocol_58(tmp_path):
+    snap = account(ipv6=["2600:1f18::10"])
+    snap.rule("sgr-icmp6", "sg-web", "icmpv6", -1, cidr="::/0")
+    snap.rule("sgr-icmp4", "sg-web", "icmp", -1, cidr="0.0.0.0/0")
+    recs = [rec(WEB, "2001:db8::9", "2600:1f18::10", 0, 0, proto=58, direction="ingress"),
+            rec(WEB, "2600:1f18::10", "2001:db8::9", 0, 0, proto=58, direction="egress")]
+    r = run(tmp_path, snap, recs)
+    assert row(r, "sgr-icmp6")["status"] == "used" and row(r, "sgr-icmp4")["status"] == "unused"
+
+
+def test_spec_ipv6_any_admits_no_ipv4_peer(tmp_path):
+    snap = Snapshot().group("sg-x")
+    snap.rule("sgr-v6", "sg-x", "tcp", 443, cidr="::/0")
+    snap.interface(WEB, WEB_IP, ["sg-x"])
+    r = run(tmp_path, snap, handshake(WEB, CLIENT, WEB_IP, 40000, 443))
+    assert row(r, "sgr-v6")["status"] == "unused" and len(r.unexplained) == 1
+
+
+def test_spec_rejected_outbound_attempt_counts_the_remote_port(tmp_path):
+    recs = [rec(WEB, WEB_IP, "203.0.113.5", 50000, 8443, flags=2, direction="egress", action="REJECT")]
+    [rej] = run(tmp_path, account(), recs).rejected.to_dict("records")
+    assert (rej["direction"], rej["port"], rej["attempts"]) == ("outbound", 8443, 1)
+
+
+def test_spec_window_takes_records_by_their_start_and_excludes_the_end(tmp_path):
+    # --start T0+60 --end T0+180: a record starting at T0 (ending inside) is outside; one starting at T0+180
+    # (the end) is outside; one starting at T0+60 is inside.
+    recs = [rec(WEB, CLIENT, WEB_IP, 40000, 443, flags=2, direction="ingress", start=T0, end=T0 + 100),
+            rec(WEB, CLIENT, WEB_IP, 40001, 443, flags=2, direction="ingress", start=T0 + 60),
+            rec(WEB, CLIENT, WEB_IP, 40002, 443, flags=2, direction="ingress", start=T0 + 180)]
+    r = run(tmp_path, account(), recs, start=T0 + 60, end=T0 + 180)
+    q = r.quality.set_index("bucket")["records"]
+    assert (q["outside_window"], q["conversation"]) == (2, 1)
+    assert r.conversations["peer_port"].tolist() == [40001]
