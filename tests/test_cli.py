@@ -388,6 +388,34 @@ def test_files_bar_says_what_runs_once_every_file_is_read(monkeypatch):
     bar.close()
 
 
+def test_files_bar_says_what_it_does_before_it_knows_how_many_files(monkeypatch):
+    # Finding 100,000 files and reading their headers takes seconds before the bar has a total.
+    from sgaudit.cli import _FilesBar
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    bar = _FilesBar()
+    assert term.text == _FilesBar.FINDING
+    bar.update(0, 10)
+    assert term.text.startswith(_FilesBar.FINDING + "\r\x1b[K") and "0/10" in term.text
+    bar.close()
+    assert term.text.count(_FilesBar.FINDING) == 1
+
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    _FilesBar().close()  # an error before the first file: its message starts on a clean line
+    assert term.text == _FilesBar.FINDING + "\r\x1b[K"
+
+
+def test_files_bar_writes_nothing_off_a_terminal(monkeypatch, capsys):
+    from sgaudit.cli import _FilesBar
+
+    bar = _FilesBar()
+    bar.update(1, 2)
+    bar.close()
+    assert capsys.readouterr().err == ""
+
+
 def test_progress_counts_the_reading_as_the_first_half_of_duckdbs_estimate(tmp_path, monkeypatch):
     # DuckDB's estimate for the reduction (a scan into a hash aggregate) is at 50 % when every file is read;
     # shown as it is, the bar sat at half the files and jumped to all of them at the end.
