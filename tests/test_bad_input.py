@@ -675,3 +675,37 @@ def test_parquet_whose_data_pages_are_damaged_names_the_file_among_others(tmp_pa
     msg = str(exc.value)
     assert msg.startswith(f"{bad}: cannot read (") and "a.parquet" not in msg
     assert "The Parquet file is damaged" in msg and "leave it out of --flow-logs" in msg
+
+
+def test_a_folder_walk_names_the_files_it_passes_over(tmp_path):
+    # Documentation kept beside the logs is no flow log, and is named rather than read or dropped unseen;
+    # `.txt` is read (a CloudWatch export saved by hand may be one), and a file named itself is always read.
+    inv = web_snapshot().write(tmp_path / "inv")
+    logs = tmp_path / "logs"
+    log = write_log(logs / "flow.log.gz", handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    export = write_log(logs / "export.txt", handshake("eni-a", CLIENT, SERVER, 40001, 80), compress=False)
+    notes = [logs / "README.txt", logs / "README", logs / "sub" / "notes.md", logs / "LICENSE",
+             logs / "expected.csv", logs / "manifest.yaml"]
+    for p in notes:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("Flow logs of the web tier, copied from S3 on Monday.\n")
+    (logs / ".flow.log.gz.etag").write_text('"abc"')  # hidden: bookkeeping of the S3 cache, not named
+    result = sgaudit.analyze(logs, inv)
+    assert sorted(str(f.path) for f in result.files) == sorted([str(log), str(export)])
+    assert row(result, "sgr-http")["connections"] == 2
+    named = result.problems[result.problems["kind"] == "not_flow_logs"]
+    assert sorted(named["resource"]) == sorted(map(str, notes))
+    assert named["detail"].str.contains("name the file itself in --flow-logs").all()
+    with pytest.raises(sgaudit.FlowLogFormatError, match="if the file is not a flow log, leave it out of --flow-logs"):
+        sgaudit.analyze([log, logs / "README.txt"], inv)
+
+
+def test_the_inventory_folder_given_as_flow_logs_is_an_error(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    with pytest.raises(sgaudit.FlowLogReadError, match="holds no flow-log files, only the inventory snapshot "
+                                                       "given as --inventory"):
+        sgaudit.analyze(inv, inv)
+    # Inside a flow-log folder, the snapshot is passed over and the logs beside it read.
+    log = write_log(tmp_path / "flow.log.gz", handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    result = sgaudit.analyze(tmp_path, inv)
+    assert [f.path for f in result.files] == [log]

@@ -290,8 +290,11 @@ def test_empty_tables_are_valid_files_of_their_format(tmp_path):
     assert write_table(empty, tmp_path / "e.jsonl").read_text() == ""  # no rows, no lines
     assert json.loads(write_table(empty, tmp_path / "e.json").read_text()) == []
     with pytest.raises(sgaudit.SgauditError, match="unknown output extension '.txt'; use one of .csv, .jsonl, "
-                                                   ".json, .parquet, .md"):
+                                                   ".ndjson, .json, .parquet, .md"):
         output_kind(tmp_path / "f.txt", also=(".md",))
+    (tmp_path / "reports").mkdir()  # --out naming a folder: that is the mistake to name, not its extension
+    with pytest.raises(sgaudit.SgauditError, match="reports: is a folder; give the name of a file"):
+        output_kind(tmp_path / "reports")
 
 
 @pytest.mark.parametrize("ext", [".md", ".csv", ".jsonl", ".json"])

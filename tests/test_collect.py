@@ -223,6 +223,27 @@ def test_a_failed_collect_leaves_the_folder_as_it_was(calls, aws, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+def test_a_failure_in_a_later_region_writes_no_region(calls, aws, tmp_path):
+    # Every region is read before any is written: a snapshot whose first region came from this run and
+    # the rest from an earlier one would be read as one account, from two moments.
+    session, _ = calls
+    out = tmp_path / "inv"
+    collect.snapshot(session, ["us-east-1", "eu-west-1"], out, endpoint_url=aws.url)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _account(aws, "us-east-1")  # the first region changes, so a rewrite of it would show
+    denied = _deny("DescribeNetworkInterfaces")
+
+    def deny_in_eu_west_1(model, context, **kwargs):
+        if context.get("client_region") == "eu-west-1":
+            return denied(model=model, context=context, **kwargs)
+        return None
+
+    session.events.register("before-call.ec2.DescribeNetworkInterfaces", deny_in_eu_west_1)
+    with pytest.raises(collect.AccessDeniedError, match="eu-west-1"):
+        collect.snapshot(session, ["us-east-1", "eu-west-1"], out, endpoint_url=aws.url)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 @pytest.mark.parametrize("args,message", [
     pytest.param(["--region", "not-a-region"], "--region 'not-a-region': not an AWS region name", id="region-name"),
     pytest.param(["--region", ""], "--region '': not an AWS region name", id="region-empty"),

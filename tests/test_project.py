@@ -44,3 +44,19 @@ def test_notebooks_are_committed_without_outputs():
     for nb in (ROOT / "notebooks").rglob("*.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
         assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), nb
+
+
+def test_the_functions_the_docs_name_are_reached_from_import_sgaudit_alone():
+    # README says `sgaudit.report.run(...)` and `sgaudit.notebook.setup()` after `import sgaudit`.
+    import subprocess
+    import sys
+
+    docs = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "notebooks").glob("*.ipynb")]
+    named = sorted({m for d in docs for m in re.findall(r"\bsgaudit\.[a-z_]+\.[a-z_]+", d.read_text())})
+    assert "sgaudit.report.run" in named and "sgaudit.notebook.setup" in named
+    script = ("import sys, sgaudit\n"
+              "heavy = [m for m in ('plotly', 'papermill', 'boto3', 'ipywidgets') if m in sys.modules]\n"
+              "assert not heavy, heavy\n"  # the analysis alone does not pay for the reports
+              + "".join(f"assert callable({name}), {name!r}\n" for name in named))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

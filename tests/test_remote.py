@@ -101,6 +101,9 @@ def test_s3_prefix_equals_the_local_folder(aws, sample_bucket, cache_dir):
     # Flow logs name internal addresses: a new cache is its owner's alone.
     assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE(remote_result.files[0].path.stat().st_mode) == 0o600
+    first = remote_result.files[0].path
+    assert stat.S_IMODE((first.parent / f".{first.name}.etag").stat().st_mode) == 0o600
+    assert stat.S_IMODE(first.parent.stat().st_mode) == 0o700
 
 
 def test_s3_with_cache_off_leaves_no_download_behind(aws, sample_bucket, cache_dir):

@@ -24,6 +24,22 @@ from .inventory import load as load_inventory
 
 __version__ = "0.1.0"
 
+#: Modules reached as ``sgaudit.<name>`` without importing them first (``sgaudit.report.run(...)``,
+#: ``sgaudit.notebook.setup()``). Imported on first use: plotly, papermill and boto3 cost seconds, and
+#: ``import sgaudit`` for the analysis alone should not pay for them.
+_SUBMODULES = frozenset({
+    "collect", "engines", "explorers", "figures", "findings", "inventory", "notebook", "plan", "printing",
+    "reduction", "remote", "report", "sources", "summaries", "tables", "timeline",
+})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Analysis", "Inventory", "analyze", "load_inventory", "SgauditError", "FlowLogFormatError",
     "FlowLogReadError", "InventoryError", "WindowError", "__version__",

@@ -26,7 +26,7 @@ import pandas as pd
 from . import conversations, fields, matching, records, reduction, remote, sources, usage
 from . import timeline as timeline_
 from .addresses import IPV4_MACRO, build_address_table, build_ipv6_table, build_respelled_table
-from .errors import FlowLogFormatError, SgauditError, WindowError, whole_number
+from .errors import FlowLogFormatError, FlowLogReadError, SgauditError, WindowError, whole_number
 from .fields import parse_format
 from .inventory import Inventory
 from .inventory import load as load_inventory
@@ -379,9 +379,15 @@ def analyze(
         local, formats = remote.fetch_all(paths, lo, hi, log_format=log_format, aws_session=aws_session,
                                           endpoint_url=endpoint_url, cache=cache,
                                           scratch=os.path.join(tmpdir, "remote"), progress=progress is not None)
-        files = [sources.sniff(p, formats.get(p, fmt)) for p in sources.discover(local)
-                 # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
-                 if inventory_dir is None or inventory_dir not in p.resolve().parents]
+        passed_over: list[Path] = []
+        found = sources.discover(local, passed_over)
+        # A snapshot folder inside a flow-log folder is the inventory, not flow logs.
+        logs = [p for p in found if inventory_dir is None or inventory_dir not in p.resolve().parents]
+        if found and not logs:
+            raise FlowLogReadError(
+                f"{', '.join(map(str, paths))}: holds no flow-log files, only the inventory snapshot given as "
+                f"--inventory ({inventory_dir}); pass the folder of the flow logs to --flow-logs")
+        files = [sources.sniff(p, formats.get(p, fmt)) for p in logs]
         # Empty files hold no record to count twice: each is listed as empty, never as a copy.
         copies = sources.find_copies([f.path for f in files if f.kind != "empty"])
         files = [f for f in files if f.path not in {copy for copy, _ in copies}]
@@ -391,6 +397,10 @@ def analyze(
     problems = [{"kind": "duplicate_file", "resource": str(copy),
                  "detail": f"the same bytes as {original}: read once, so that no record counts twice"}
                 for copy, original in copies]
+    problems += [{"kind": "not_flow_logs", "resource": str(p),
+                  "detail": "passed over in the folder: its name says documentation or bookkeeping (.md, .csv, "
+                            "README…), not flow logs; name the file itself in --flow-logs to read it"}
+                 for p in passed_over]
     return _analyze_files(files, problems, inv, (lo, hi), call, progress, tmpdir)
 
 

@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                     "as OUT.<name>.<ext>.",
     )
     _source_arguments(u)
-    u.add_argument("--out", required=True, metavar="FILE", help="usage table: .csv, .jsonl, .json or .parquet")
+    u.add_argument("--out", required=True, metavar="FILE",
+                   help="usage table: .csv, .jsonl (.ndjson), .json or .parquet")
 
     f = sub.add_parser(
         "findings", help="write the findings: unused, attempted-only, overly permissive, redundant rules …",
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                     "and the reason, the evidence, the fix and the AWS Security Hub control where one applies.",
     )
     _source_arguments(f)
-    f.add_argument("--out", required=True, metavar="FILE", help="findings: .csv, .jsonl, .json, .parquet or .md")
+    f.add_argument("--out", required=True, metavar="FILE",
+                   help="findings: .csv, .jsonl (.ndjson), .json, .parquet or .md")
 
     pl = sub.add_parser(
         "plan", help="propose tighter rules that keep every observed connection, and prove it",
@@ -55,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                     "Nothing is applied: sgaudit only reads from AWS.",
     )
     _source_arguments(pl)
-    pl.add_argument("--out", required=True, metavar="FILE", help="the plan: .md, .csv, .jsonl, .json or .parquet")
+    pl.add_argument("--out", required=True, metavar="FILE",
+                    help="the plan: .md, .csv, .jsonl (.ndjson), .json or .parquet")
     pl.add_argument("--rule-budget", type=int, default=25, metavar="N",
                     help="at most N proposed rules per group and direction; peers merge into wider CIDRs, never "
                          "wider than the rule they replace, to fit (default 25)")
@@ -108,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--endpoint-url", metavar="URL", help="another AWS endpoint (a local test server)")
     c.add_argument("--out", required=True, metavar="DIR", help="the snapshot folder")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for command in (u, f, pl):
+        command.set_defaults(command_parser=command)  # for main's own usage errors: the command's usage line
     return p
 
 
@@ -130,7 +135,8 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     aws = p.add_argument_group("flow logs in AWS (s3://bucket/prefix, "
                                "cloudwatch://log-group[?stream=NAME&region=REGION])")
     aws.add_argument("--profile", metavar="NAME",
-                     help="AWS profile to read S3 or CloudWatch Logs, or to call Athena (--engine athena), with")
+                     help="AWS profile for s3:// and cloudwatch:// flow logs and for --engine athena "
+                          "(default: the environment's credentials)")
     aws.add_argument("--endpoint-url", metavar="URL", help="another endpoint for the AWS APIs (a local test server)")
     cache = aws.add_mutually_exclusive_group()
     cache.add_argument("--no-cache", action="store_true",
@@ -411,20 +417,21 @@ def _collect(args: argparse.Namespace) -> int:
     profiles = args.profile or [None]
     # Several accounts share one --out only in the <account-id>/<region> layout.
     tree = True if len(profiles) > 1 else None
-    written: list[Path] = []
+    # Every account and region is read before anything is written: a failure anywhere leaves --out as it was.
+    gathered = []
     for profile in profiles:
         try:
             session = boto3.Session(profile_name=profile)
         except BotoCoreError as exc:
             raise collect.CollectError(f"--profile {profile}: {exc}") from exc
-        folders = collect.snapshot(session, args.region, args.out, endpoint_url=args.endpoint_url,
-                                   progress=not args.no_progress and sys.stderr.isatty(), tree=tree)
-        written += folders
-        for folder in folders:
-            n = collect.counts(folder)
-            print(f"wrote       {folder}: {n['SecurityGroups']} groups, {n['SecurityGroupRules']} rules, "
-                  f"{n['NetworkInterfaces']} interfaces, {n['PrefixLists']} prefix lists, "
-                  f"{n['FlowLogs']} flow logs")
+        gathered += collect.read(session, args.region, args.out, endpoint_url=args.endpoint_url,
+                                 progress=not args.no_progress and sys.stderr.isatty(), tree=tree)
+    written = collect.write(gathered)
+    for folder in written:
+        n = collect.counts(folder)
+        print(f"wrote       {folder}: {n['SecurityGroups']} groups, {n['SecurityGroupRules']} rules, "
+              f"{n['NetworkInterfaces']} interfaces, {n['PrefixLists']} prefix lists, "
+              f"{n['FlowLogs']} flow logs")
     # A multi-region tree keeps the regions of earlier runs, and the inventory reads every one of them.
     stale = sorted(d for d in out.glob("*/*") if (d / collect.FILES[0][0]).is_file() and d not in written)
     for folder in stale:
@@ -439,8 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "engine", None) not in (None, "athena") and not args.flow_logs:
         # Required unless Athena reads the flow logs where they are: argparse's own error, with the usage.
-        parser.error(f"{args.command}: --flow-logs is required (files, folders, s3:// or cloudwatch:// URIs); "
-                     "only --engine athena reads them where they are, from --athena-table")
+        args.command_parser.error("--flow-logs is required (files, folders, s3:// or cloudwatch:// URIs); "
+                                  "only --engine athena reads them where they are, from --athena-table")
     try:
         if args.command == "usage":
             return _usage(args)

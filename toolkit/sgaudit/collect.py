@@ -25,6 +25,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -270,9 +271,18 @@ def _write(path: Path, doc: dict) -> None:
     path.write_text(cli_json(doc), encoding="utf-8")
 
 
-def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: str | None = None,
-                    step: Callable[[str], None] | None = None) -> Path:
-    """Write the snapshot of one region into ``folder``.
+@dataclass(frozen=True)
+class RegionSnapshot:
+    """What the calls of one region answered, not yet written (`read_region`, then `write_region`)."""
+
+    region: str
+    found: dict[str, list[dict]]
+    entries: dict[str, list[dict]]
+
+
+def read_region(session, region: str, *, endpoint_url: str | None = None,
+                step: Callable[[str], None] | None = None) -> RegionSnapshot:
+    """Make every call of one region's snapshot, writing nothing.
 
     Parameters
     ----------
@@ -280,18 +290,10 @@ def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: s
         The credentials.
     region : str
         The region to read.
-    folder : str or Path
-        Where the files go (created if needed). Entry files of prefix lists no longer in the region are
-        removed, so that a second run into the same folder does not keep stale lists.
     endpoint_url : str, optional
         Another EC2 endpoint (a local test server).
     step : callable, optional
         Called with the name of each call once it is done (the progress bar).
-
-    Returns
-    -------
-    Path
-        ``folder``.
 
     Raises
     ------
@@ -300,7 +302,6 @@ def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: s
     CollectError
         For any other failed call, naming the region and the operation.
     """
-    folder = Path(folder)
     ec2 = _client(session, "ec2", region, endpoint_url)
     found: dict[str, list[dict]] = {}
     for _, method, key in FILES:
@@ -314,24 +315,95 @@ def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: s
                for pl in wanted}
     if step:
         step("get_managed_prefix_list_entries")
-    # Written only once every call has succeeded: a denied or failed call leaves the folder as it was,
-    # never a snapshot whose files come from different runs.
+    return RegionSnapshot(region, found, entries)
+
+
+def write_region(folder: str | Path, snap: RegionSnapshot) -> Path:
+    """Write one region's answers into ``folder`` as the AWS CLI's files (created if needed).
+
+    Entry files of prefix lists no longer in the region are removed, so that a second run into the same
+    folder does not keep stale lists.
+    """
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, _, key in FILES:
-        _write(folder / name, {key: found[key]})
+        _write(folder / name, {key: snap.found[key]})
     entries_dir = folder / PREFIX_ENTRIES_DIR
     entries_dir.mkdir(exist_ok=True)
     for stale in entries_dir.glob("*.json"):
-        if stale.stem not in entries:
+        if stale.stem not in snap.entries:
             stale.unlink()
-    for pl, items in entries.items():
+    for pl, items in snap.entries.items():
         _write(entries_dir / f"{pl}.json", {"Entries": items})
     return folder
+
+
+def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: str | None = None,
+                    step: Callable[[str], None] | None = None) -> Path:
+    """Write the snapshot of one region into ``folder``: `read_region`, then `write_region`.
+
+    Nothing is written unless every call succeeded: a denied or failed call leaves the folder as it was.
+    Raises what `read_region` raises; returns ``folder``.
+    """
+    return write_region(folder, read_region(session, region, endpoint_url=endpoint_url, step=step))
+
+
+def read(session, regions: str | Sequence[str] | None, out_dir: str | Path, *, endpoint_url: str | None = None,
+         progress: bool | None = None, tree: bool | None = None) -> list[tuple[Path, RegionSnapshot]]:
+    """Make every call of a snapshot of one or several regions and say where each region goes; write nothing.
+
+    The parameters are `snapshot`'s. Returns (folder, answers) per region, in the order of ``regions``, for
+    `write`. Several accounts (``sgaudit collect --profile A --profile B``) are read one after the other and
+    written together, so that a failure in any of them writes nothing.
+    """
+    names = _regions(session, regions, endpoint_url)
+    out = Path(out_dir)
+    if tree is None:
+        tree = len(names) > 1
+    if tree:
+        # A flat snapshot at the root would hide the subfolders from sgaudit.inventory.load.
+        if (out / FILES[0][0]).exists():
+            raise CollectError(f"{out}: already holds a single-region snapshot ({FILES[0][0]}); write the "
+                               "multi-region snapshot to an empty folder")
+        account = account_id(session, endpoint_url=endpoint_url)
+        folders = [out / account / r for r in names]
+    else:
+        # Files at the root make sgaudit.inventory.load read the root alone: an older tree below would be
+        # silently ignored, or worse, mistaken for part of this snapshot by a reader of the folder.
+        if out.is_dir() and any(p.parent != out for p in out.rglob(FILES[0][0])):
+            raise CollectError(f"{out}: already holds a multi-region snapshot (<account-id>/<region>/ folders); "
+                               "write the single-region snapshot to an empty folder")
+        folders = [out]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(names) * STEPS, unit="call", desc="collecting", leave=False)
+    answers = []
+    try:
+        for region in names:
+            def step(call: str, region: str = region) -> None:
+                if bar is not None:
+                    bar.set_postfix_str(f"{region} {call}", refresh=False)
+                    bar.update()
+            answers.append(read_region(session, region, endpoint_url=endpoint_url, step=step))
+    finally:
+        if bar is not None:
+            bar.close()
+    return list(zip(folders, answers, strict=True))
+
+
+def write(gathered: Iterable[tuple[Path, RegionSnapshot]]) -> list[Path]:
+    """Write what `read` gathered, each region into its folder; returns the folders."""
+    return [write_region(folder, snap) for folder, snap in gathered]
 
 
 def snapshot(session, regions: str | Sequence[str] | None, out_dir: str | Path, *, endpoint_url: str | None = None,
              progress: bool | None = None, tree: bool | None = None) -> list[Path]:
     """Write the inventory snapshot of one or several regions.
+
+    Every region is read before any file is written: a denied or failed call in any region leaves the
+    output folder as it was, never a snapshot mixed from two runs.
 
     Parameters
     ----------
@@ -363,40 +435,7 @@ def snapshot(session, regions: str | Sequence[str] | None, out_dir: str | Path, 
         For any other failed call, or an output folder that already holds a snapshot of the other layout
         (the loader would read only one of the two).
     """
-    names = _regions(session, regions, endpoint_url)
-    out = Path(out_dir)
-    if tree is None:
-        tree = len(names) > 1
-    if tree:
-        # A flat snapshot at the root would hide the subfolders from sgaudit.inventory.load.
-        if (out / FILES[0][0]).exists():
-            raise CollectError(f"{out}: already holds a single-region snapshot ({FILES[0][0]}); write the "
-                               "multi-region snapshot to an empty folder")
-        account = account_id(session, endpoint_url=endpoint_url)
-        folders = [out / account / r for r in names]
-    else:
-        # Files at the root make sgaudit.inventory.load read the root alone: an older tree below would be
-        # silently ignored, or worse, mistaken for part of this snapshot by a reader of the folder.
-        if out.is_dir() and any(p.parent != out for p in out.rglob(FILES[0][0])):
-            raise CollectError(f"{out}: already holds a multi-region snapshot (<account-id>/<region>/ folders); "
-                               "write the single-region snapshot to an empty folder")
-        folders = [out]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(names) * STEPS, unit="call", desc="collecting", leave=False)
-    try:
-        for region, folder in zip(names, folders, strict=True):
-            def step(call: str, region: str = region) -> None:
-                if bar is not None:
-                    bar.set_postfix_str(f"{region} {call}", refresh=False)
-                    bar.update()
-            snapshot_region(session, region, folder, endpoint_url=endpoint_url, step=step)
-    finally:
-        if bar is not None:
-            bar.close()
-    return folders
+    return write(read(session, regions, out_dir, endpoint_url=endpoint_url, progress=progress, tree=tree))
 
 
 def _regions(session, regions: str | Iterable[str] | None, endpoint_url: str | None) -> list[str]:

@@ -95,8 +95,8 @@ def setup(tables: bool = True) -> None:
     Parameters
     ----------
     tables : bool, default True
-        False for a notebook that shows no table (port_heatmap): DataTables (0.7 MB) is then left out of
-        its report, and a DataFrame it displays anyway is pandas' plain table.
+        False for a notebook that shows no table (port_heatmap): DataTables (0.7 MB, about 1 MB once
+        embedded) is then left out of its report, and a DataFrame it displays anyway is pandas' plain table.
     """
     from IPython.display import display
     from IPython.utils.capture import capture_output

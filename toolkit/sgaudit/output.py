@@ -36,7 +36,9 @@ def output_kind(path: Path, also: tuple[str, ...] = ()) -> str:
     """
     kind = FORMATS.get(Path(path).suffix.lower())
     if kind is None:
-        known = ", ".join([".csv", ".jsonl", ".json", ".parquet", *also])
+        if Path(path).is_dir():
+            raise _is_a_folder(Path(path))  # the likelier mistake than an extension: say that one
+        known = ", ".join([*FORMATS, *also])
         raise SgauditError(f"{path}: unknown output extension {Path(path).suffix!r}; use one of {known}")
     return kind
 
@@ -51,12 +53,16 @@ def check_writable(path: str | Path) -> None:
     """
     path = Path(path)
     if path.is_dir():
-        raise SgauditError(f"{path}: is a folder; give the name of a file to write in it, e.g. "
-                           f"{path / ('out' + (path.suffix or '.csv'))}")
+        raise _is_a_folder(path)
     parent = next((p for p in path.absolute().parents if p.exists()), None)
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise SgauditError(f"{path}: cannot write there ({parent} is not a folder you can write to); "
                            "choose another --out")
+
+
+def _is_a_folder(path: Path) -> SgauditError:
+    return SgauditError(f"{path}: is a folder; give the name of a file to write in it, e.g. "
+                        f"{path / ('out' + (path.suffix or '.csv'))}")
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

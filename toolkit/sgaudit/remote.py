@@ -368,7 +368,7 @@ def _cached(path: Path, obj: dict) -> bool:
 
 def _download(client, bucket: str, obj: dict, path: Path) -> None:
     key = obj["Key"]
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # as the cache root: its owner's alone
     # A name of its own for every download: two runs sharing the cache may fetch the same object at
     # once, and one must not truncate or rename away the other's partial file. Hidden, so that a file
     # left by a killed run is never read as flow logs.
@@ -385,7 +385,14 @@ def _download(client, bucket: str, obj: dict, path: Path) -> None:
     # a truncated file that the next run would take for a cached one. A concurrent run's finished copy
     # holds the same object: replacing it is harmless.
     os.replace(part, path)
-    _sidecar(path).write_text(resp.get("ETag", obj["ETag"]))
+    _write_private(_sidecar(path), resp.get("ETag", obj["ETag"]))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), as the downloads beside it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 # --- CloudWatch Logs ----------------------------------------------------------------------------------------

@@ -55,8 +55,11 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: counts as one malformed record (a blank line would be passed over, and the event lost).
 EMPTY_MESSAGE = "(empty message)"
 
-#: Names a folder walk passes over: they are documentation or bookkeeping, never flow logs.
-_NOT_LOGS = {".md", ".txt.md", ".rst", ".html", ".py", ".yml", ".yaml", ".csv", ".sha256", ".manifest"}
+#: Extensions a folder walk passes over: they are documentation or bookkeeping, never flow logs.
+_NOT_LOGS = {".md", ".rst", ".html", ".py", ".yml", ".yaml", ".csv", ".sha256", ".manifest"}
+#: Names a folder walk passes over whatever their extension (``README``, ``README.txt``, ``LICENSE``): not
+#: ``.txt`` as such, which a CloudWatch export saved by hand may well be.
+_NOT_LOGS_NAMES = re.compile(r"(readme|license|licence|notice|changelog)([._-].*)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,17 @@ class FlowLogFile:
     columns: tuple[str, ...] = ()
 
 
-def discover(paths: list[str | Path]) -> list[Path]:
+def discover(paths: list[str | Path], passed_over: list[Path] | None = None) -> list[Path]:
     """Expand files and folders into a sorted list of files.
 
     Parameters
     ----------
     paths : list of str or Path
-        Files, or folders to walk recursively. Hidden files and obvious non-log files (``.md``, ``.py``…)
-        inside folders are passed over; a file named explicitly is always read.
+        Files, or folders to walk recursively. Hidden files and obvious non-log files (``.md``, ``.py``,
+        ``README``…) inside folders are passed over; a file named explicitly is always read.
+    passed_over : list, optional
+        When given, the non-log files passed over (not the hidden ones) are appended to it, for the
+        problems table to name.
 
     Returns
     -------
@@ -117,7 +123,7 @@ def discover(paths: list[str | Path]) -> list[Path]:
             raise FlowLogReadError(f"{p}: cannot be accessed ({exc.strerror}); check the permissions of it and "
                                    "of the folders above it") from exc
         if is_dir:
-            found = _walk(p)
+            found = _walk(p, passed_over)
             if not found:
                 raise FlowLogReadError(f"{p}: the folder holds no flow-log files")
         elif is_file:
@@ -169,8 +175,10 @@ def find_copies(paths: list[Path]) -> list[tuple[Path, Path]]:
     return [(p, copies[p]) for p in paths if p in copies]
 
 
-def _walk(folder: Path) -> list[Path]:
+def _walk(folder: Path, passed_over: list[Path] | None = None) -> list[Path]:
     """The flow-log files under a folder, sorted: hidden entries and obvious non-log files passed over.
+
+    The non-log files are appended to ``passed_over`` when it is given.
 
     Raises
     ------
@@ -187,8 +195,14 @@ def _walk(folder: Path) -> list[Path]:
     found = []
     for root, dirs, names in os.walk(folder, onerror=fail):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [f for f in (Path(root) / n for n in names if not n.startswith("."))
-                  if f.suffix.lower() not in _NOT_LOGS and f.is_file()]
+        for f in (Path(root) / n for n in names if not n.startswith(".")):
+            if not f.is_file():
+                continue
+            if f.suffix.lower() in _NOT_LOGS or _NOT_LOGS_NAMES.fullmatch(f.name):
+                if passed_over is not None:
+                    passed_over.append(f)
+            else:
+                found.append(f)
     return sorted(found)
 
 
@@ -314,7 +328,8 @@ def sniff(path: Path, fmt: tuple[str, ...] | None = None) -> FlowLogFile:
         origin = "--format" if fmt else "the default version-2 format (no header line, no --format given)"
         raise FlowLogFormatError(
             f"{path}, line 1: the record has {n} fields but {origin} has {len(names)}: {line[:200]!r}. "
-            "Pass --format with the flow log's LogFormat (aws ec2 describe-flow-logs shows it)."
+            "Pass --format with the flow log's LogFormat (aws ec2 describe-flow-logs shows it); if the file "
+            "is not a flow log, leave it out of --flow-logs."
         )
     fields.check_required(names, f"{path} (--format)")
     return FlowLogFile(path, "text", names, False, is_gzip)
