@@ -709,3 +709,49 @@ def test_the_inventory_folder_given_as_flow_logs_is_an_error(tmp_path):
     log = write_log(tmp_path / "flow.log.gz", handshake("eni-a", CLIENT, SERVER, 40000, 80))
     result = sgaudit.analyze(tmp_path, inv)
     assert [f.path for f in result.files] == [log]
+
+
+def test_a_snapshot_without_interfaces_warns(tmp_path):
+    # Every record is then at an interface not in the snapshot, and every rule unattached: a snapshot
+    # taken without describe-network-interfaces, or of another account, not a finding about the rules.
+    snap = Snapshot().group("sg-web", "web")
+    snap.rule("sgr-http", "sg-web", "tcp", 80, cidr="0.0.0.0/0")
+    result = run(tmp_path, snap, handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    assert _warnings(result) == [
+        "the snapshot holds no network interface (network-interfaces.json lists none), so every rule is unattached "
+        "and the 2 records, at interfaces not in it, count for coverage only: was it taken in the account and "
+        "region of the flow logs?"]
+    # And the conclusion does not call every conversation allowed when none was there to check.
+    from sgaudit import findings
+
+    assert summaries.verdict(result, findings.findings(result))[-1] == (
+        "No accepted conversation at an interface of the snapshot, so no traffic was checked against its rules.")
+
+
+def test_skipdata_is_said_in_the_conclusion_and_the_plans_limits(tmp_path):
+    # SPEC counts an interface with SKIPDATA observed, so its rules can be unused on traffic AWS dropped.
+    from sgaudit import findings
+
+    snap = web_snapshot()
+    snap.interface("eni-b", "10.0.0.6", groups=["sg-web"])
+    result = run(tmp_path, snap, [*handshake("eni-a", CLIENT, SERVER, 40000, 80), nodata("eni-b", status="SKIPDATA"),
+                                  nodata("eni-b", T0 + 600, status="SKIPDATA")])
+    sentence = ("AWS skipped records at 1 interface (2 SKIPDATA records): the traffic of those intervals is in no "
+                "result, so rules of their groups may look unused or less used than they were.")
+    assert summaries.skipped_text(result) == sentence
+    assert sentence in summaries.verdict(result, findings.findings(result))
+    assert any(limit.startswith(sentence) for limit in plan.propose(result).limits)
+    assert _warnings(result) == []  # data lost in places: said where rules are judged, not a run saying nothing
+    sound = run(tmp_path / "sound", web_snapshot(), handshake("eni-a", CLIENT, SERVER, 40000, 80))
+    assert summaries.skipped_text(sound) == ""
+
+
+def test_control_bytes_of_a_garbage_line_are_shown_not_passed_on(tmp_path):
+    # A NUL or an escape sequence copied raw into the problems CSV or a report page would be acted on (a
+    # truncated cell, a recoloured terminal) instead of shown.
+    inv = web_snapshot().write(tmp_path / "inv")
+    garbage = "\x1b[31mred\x00 nul\x7f"
+    log = write_text(tmp_path / "flow.log", [" ".join(V5), line(GOOD[0], V5), garbage], compress=False)
+    result = sgaudit.analyze(log, inv)
+    [value] = result.problems.loc[result.problems["kind"] == "malformed_line", "value"]
+    assert value == "\\x1b[31mred\\x00 nul\\x7f"

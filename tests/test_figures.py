@@ -266,6 +266,9 @@ def test_rule_timeline_of_one_quiet_group_shows_the_empty_state():
     assert len(fig.data) == 0
     assert fig.layout.annotations[0].text == "No matched connections in the window"
     assert EVIL_TEXT in fig.layout.title.text
+    # With no trace plotly would take the axis for numbers, and draw the window's range and the quiet
+    # bands, which are times, as NaN paths (a window of NODATA only): the axis says it holds dates.
+    assert fig.layout.xaxis.type == "date"
 
 
 def test_rule_timeline_draws_only_the_rules_of_the_frame_it_is_given():
@@ -342,7 +345,10 @@ def test_port_heatmap_without_traffic_says_so(ports):
     frame = None if ports is None else timeline().ports.iloc[0:0]
     fig = figures.port_heatmap(timeline(frame), direction="outbound")
     assert len(fig.data) == 0
-    assert fig.layout.annotations[0].text == "No outbound traffic in the window."
+    assert fig.layout.annotations[0].text == "No outbound traffic matched by a rule of any group in the window."
+    # Per interface every conversation counts, explained or not.
+    fig = figures.port_heatmap(timeline(frame), scope="interface", direction="outbound")
+    assert fig.layout.annotations[0].text == "No outbound traffic at any interface in the window."
 
 
 def test_port_heatmap_rejects_an_unknown_scope():
@@ -454,3 +460,28 @@ def test_rule_timeline_shades_a_stretch_without_any_traffic_and_keeps_it_across_
     # The heatmaps get the same band, above their cells (below, the cells would hide it).
     [over] = figures.port_heatmap(t, scope="group", direction="inbound").layout.shapes
     assert (over.x0, over.x1, over.layer) == (band.x0, band.x1, "above")
+
+
+def test_a_rule_timeline_without_any_trace_draws_its_window_and_band_as_times_in_chromium(tmp_path):
+    # A group with no matched connection, in a window with a stretch of no traffic (NODATA only, or a window
+    # holding no record): plotly, given no trace, took the axis for numbers and drew NaN paths.
+    from pathlib import Path
+
+    from browser import open_offline
+
+    t = timeline()
+    t.rules = t.rules.assign(time=[TIMES[0], TIMES[3], TIMES[0]])
+    t.active = frozenset({TIMES[0], TIMES[3]})
+    fig = figures.rule_timeline(t, rules_frame(), "sg-0b2")
+    assert len(fig.data) == 0 and len(fig.layout.shapes) == 1
+    plotly_js = next((Path(figures.__file__).parent / "vendor").glob("plotly-*.min.js")).read_text()
+    page = tmp_path / "figure.html"
+    page.write_text(f"<html><head><meta charset='utf-8'><script>{plotly_js}</script></head><body>"
+                    + fig.to_html(include_plotlyjs=False, full_html=False) + "</body></html>")
+    with open_offline(page) as view:
+        view.page.wait_for_selector(".js-plotly-plot svg")
+        assert view.blocked == [] and view.errors == []
+        ticks = view.page.locator(".xtick text").all_text_contents()
+        band = view.page.locator(".shapelayer path").first.get_attribute("d")
+    assert ticks and not any(tick.lstrip("−-").isdigit() for tick in ticks), ticks  # times, not -1 … 6
+    assert "NaN" not in band, band

@@ -364,3 +364,18 @@ def test_compression_is_sniffed_by_content_not_name(tmp_path, name, compress):
     assert result.files[0].gzip == compress
     assert_http_established(result)
     assert result.quality.set_index("bucket").loc["total", "records"] == 2
+
+
+def test_a_window_of_millisecond_records_is_shown_with_its_milliseconds(tmp_path):
+    # A window that ends at 15:04:00.500 printed as 15:04:00 .. 15:04:00 (and "0 s") says less than the logs.
+    from sgaudit import summaries
+    from sgaudit.cli import summary
+
+    recs = http_handshake()
+    for r in recs:
+        r["start"], r["end"] = r["start"] * 1000, r["start"] * 1000 + 500
+    result = run(tmp_path, web_snapshot(), recs)
+    lo, hi = result.window
+    assert (hi - lo) == pd.Timedelta(milliseconds=500)
+    assert f"window      {lo:%Y-%m-%dT%H:%M:%S}Z .. {hi:%Y-%m-%dT%H:%M:%S}.500Z" in summary(result)
+    assert summaries.duration(hi - lo) == "0.5 s"

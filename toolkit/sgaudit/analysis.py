@@ -369,7 +369,7 @@ def analyze(
                 cache=cache, engine=engine, engine_options=engine_options,
                 # What was read and when, for a report to name (`summaries.overview`): absolute paths, since
                 # a relative one means nothing to the reader of a report (a notebook runs in its own folder).
-                inventory=str(inventory_dir) if inventory_dir else None, started=pd.Timestamp.now(tz="UTC"),
+                inventory=str(inventory_dir) if inventory_dir else None, started=pd.Timestamp.now(tz="UTC").floor("s"),
                 flow_logs_shown=[str(p) if remote.is_uri(p) else str(Path(p).resolve()) for p in paths])
     tmpdir = _make_tmpdir(workdir)
     try:
@@ -471,6 +471,20 @@ def _run(result: Analysis, files: list[sources.FlowLogFile], inv: Inventory, lo:
                           for v in (w_lo, w_hi))  # type: ignore[assignment]
 
 
+#: Control characters other than tab: a garbage line can hold NUL or escape bytes, which a CSV reader, a
+#: terminal or a report page would act on rather than show.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _shown(text: str, limit: int = 300) -> str:
+    r"""A malformed line as the problems table shows it.
+
+    Its first ``limit`` characters, control characters written as ``\xNN``: what is shown is what the file
+    holds, and nothing acts on it.
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:limit])
+
+
 def _is_own_header(f: sources.FlowLogFile | None, line: int, text: str) -> bool:
     """Whether a line the reader could not type is the header of its text file, seen again.
 
@@ -543,12 +557,12 @@ def _untyped_lines(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.Fl
     for path, line, text, reason, within in listed:
         if _is_own_header(by_path.get(path), line, text):
             headers[path] += 1
-            out.append({"kind": "repeated_header", "resource": path, "line": line, "value": text[:300],
+            out.append({"kind": "repeated_header", "resource": path, "line": line, "value": _shown(text),
                         "detail": "the file's header line again (files joined with cat, or blank lines "
                                   "before the header): not a record, passed over"})
         elif within:
             shown[path] += 1
-            out.append({"kind": "malformed_line", "resource": path, "line": line, "value": text[:300],
+            out.append({"kind": "malformed_line", "resource": path, "line": line, "value": _shown(text),
                         "detail": reason})
     bad = {path: n - headers[path] for path, n in counts.items() if n > headers[path]}
     for path, n in sorted(bad.items()):
@@ -584,7 +598,7 @@ def _malformed_records(con: duckdb.DuckDBPyConnection, by_path: dict[str, source
         f = by_path.get(path)
         listed = records.senseless_lines(con, f, lo, hi, limit=_LISTED_LINES) if f is not None else []
         for line, text, why in listed:
-            out.append({"kind": "malformed_record", "resource": path, "line": line, "value": text[:300],
+            out.append({"kind": "malformed_record", "resource": path, "line": line, "value": _shown(text),
                         "detail": f"{why}: no record AWS writes"})
         if len(listed) < int(n):
             # Never a silent gap between the count and the list: say how many were not listed.
@@ -645,7 +659,7 @@ def _malformed_peers(con: duckdb.DuckDBPyConnection, by_path: dict[str, sources.
                 con, by_path[path], lo, hi, lambda recs: _RECORDS_OF_BAD_PEERS.format(
                     select="r.line, r.text, b.peer_addr", records=recs, peer=_RECORD_PEER),
                 limit=_LISTED_LINES)
-            out += [{"kind": "malformed_record", "resource": path, "line": line, "value": text[:300],
+            out += [{"kind": "malformed_record", "resource": path, "line": line, "value": _shown(text),
                      "detail": f"the peer address {peer!r} is neither IPv4 nor IPv6"} for line, text, peer in listed]
             if len(listed) < n:
                 out.append({"kind": "listing_truncated", "resource": path,

@@ -13,7 +13,7 @@ import duckdb
 from . import __version__, summaries
 from .analysis import Analysis, analyze
 from .errors import SgauditError
-from .output import check_writable, companion, output_kind, write_table
+from .output import check_writable, companion, iso_time, output_kind, write_table
 from .remote import is_uri
 from .usage import STATUSES
 
@@ -203,9 +203,8 @@ class _FilesBar:
 def summary(result: Analysis, elapsed: float | None = None) -> str:
     """The one-screen summary: window, rules by status, records by bucket, what needs a look."""
     lo, hi = result.window
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
     lines = [
-        f"window      {lo.strftime(fmt) if lo is not None else '-'} .. {hi.strftime(fmt) if hi is not None else '-'}",
+        f"window      {iso_time(lo) or '-'} .. {iso_time(hi) or '-'}",
         f"files       {len(result.files)} read"
         + (f" in {elapsed:.1f} s" if elapsed is not None else "")
         + (f"; {copies} left out as the same bytes as another (see problems)" if (copies := sum(

@@ -381,7 +381,9 @@ def rule_timeline(timeline, rules: pd.DataFrame, group_id: str | None = None, ma
         messages.append([] if drawn else [_message("No matched connections in the window")])
     for i, trace in enumerate(fig.data):
         trace.visible = spans[0][0] <= i < spans[0][0] + spans[0][1]
-    xaxis = {"title": {"text": "UTC"}}
+    # Dates even with no trace to tell plotly so: the range and the quiet bands are times, and on an axis
+    # plotly guesses to be linear they draw as NaN paths (a window of NODATA only, or with no record).
+    xaxis = {"title": {"text": "UTC"}, "type": "date"}
     if all(t is not None and not pd.isna(t) for t in timeline.window):
         # The whole window, so that quiet stretches at either end show as quiet rather than cut off.
         xaxis["range"] = [t.isoformat() for t in _naive_utc(list(timeline.window))]
@@ -502,7 +504,11 @@ def port_heatmap(timeline, scope: str = "group", direction: str = "inbound", top
     title = f"{direction.capitalize()} traffic by port, per {_bucket_words(timeline.bucket)}"
     rows = _counted_ports(timeline, scope, direction)
     if rows.empty or len(timeline.times) == 0:
-        return empty_figure(title, f"No {direction} traffic in the window.")
+        # Per group, only conversations a rule of the group let through count (docs/decisions.md): traffic
+        # that no rule explains is in the unexplained table, not here.
+        what = (f"No {direction} traffic matched by a rule of any group in the window." if scope == "group"
+                else f"No {direction} traffic at any interface in the window.")
+        return empty_figure(title, what)
     busiest = rows.groupby("scope_id")["connections"].sum().sort_values(ascending=False, kind="stable")
     dropped = f" (busiest {max_items} of {len(busiest):,} {scope}s)" if len(busiest) > max_items else ""
     busiest = busiest.head(max_items)

@@ -15,18 +15,22 @@ from .errors import SgauditError
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
 
 
-def iso_utc(s: pd.Series) -> pd.Series:
-    """tz-aware times → ISO 8601 strings in UTC with a ``Z`` (``2025-02-06T15:04:13Z``); empty when missing.
+def iso_time(t: pd.Timestamp | None) -> str:
+    """A tz-aware time → ISO 8601 in UTC with a ``Z`` (``2025-02-06T15:04:13Z``); "" when missing.
 
-    Milliseconds are written only when a time has them, so whole-second times read as AWS writes them.
+    Milliseconds are written only when the time has them, so whole-second times read as AWS writes them
+    and times from millisecond records keep what tells them apart.
     """
-    def one(t: pd.Timestamp) -> str:
-        if pd.isna(t):
-            return ""
-        ms = t.microsecond // 1000
-        return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}" if ms else "") + "Z"
+    if t is None or pd.isna(t):
+        return ""
+    t = t.tz_convert("UTC")
+    ms = t.microsecond // 1000
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}" if ms else "") + "Z"
 
-    return pd.Series([one(t) for t in s.dt.tz_convert("UTC")], index=s.index, dtype=object)
+
+def iso_utc(s: pd.Series) -> pd.Series:
+    """tz-aware times → `iso_time` strings; empty when missing."""
+    return pd.Series([iso_time(t) for t in s.dt.tz_convert("UTC")], index=s.index, dtype=object)
 
 
 def output_kind(path: Path, also: tuple[str, ...] = ()) -> str:

@@ -48,6 +48,7 @@ import pandas as pd
 from .errors import SgauditError, as_list, whole_number
 from .inventory import PROTOCOL_NAMES, WORLD, check_group_ids, protocol_number
 from .output import md_escape
+from .summaries import skipped_text
 
 if TYPE_CHECKING:
     from .analysis import Analysis
@@ -922,6 +923,8 @@ def _limits(analysis: Analysis, plan: Plan, over: list[tuple[str, bool, int]]) -
                "rejected: traffic a network ACL blocks today never reaches a rule, so a rule it needs once the "
                "ACL is opened looks unused here; traffic through NAT gateways, load balancers or peering shows the "
                "addresses AWS writes, which the plan keeps as it saw them.")
+    if skipped := skipped_text(analysis):
+        out.append(skipped[0].upper() + skipped[1:] + " The plan removes such a rule as it removes any unused one.")
     q = analysis.quality.set_index("bucket")["records"]
     malformed = int(q.get("malformed", 0))
     if malformed:

@@ -11,6 +11,7 @@ ones aggregate in DuckDB so that nothing as long as the input comes into pandas.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import SgauditError, as_list, whole_number
+from .output import iso_time
 from .usage import EVIDENCE_BY_RANK, STATUSES, evidence_rank_sql, ms_to_utc
 
 if TYPE_CHECKING:
@@ -242,6 +244,7 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
     limit = _how_many(limit, "limit")
     clauses, params = [], {}
     if interface_id:
+        _check_interface(analysis, interface_id)
         clauses.append("c.interface_id = $iface")
         params["iface"] = interface_id
     if peer:
@@ -276,6 +279,25 @@ def conversations_of(analysis: Analysis, interface_id: str | None = None, peer: 
     df = df.drop(columns=["accepted"])
     df.attrs["total"] = total
     return df
+
+
+def _check_interface(analysis: Analysis, interface_id: str) -> None:
+    """Fail on an interface that neither the snapshot nor the logs name.
+
+    A typo, or the investigate notebook's default (the sample account's interface) against your own logs,
+    would otherwise give an empty investigation.
+    """
+    cov = analysis.coverage
+    if interface_id in set(cov["interface_id"]):
+        return
+    close = difflib.get_close_matches(interface_id, list(cov["interface_id"]), n=1)
+    busiest = cov.sort_values(["records", "interface_id"], ascending=[False, True], kind="stable").head(3)
+    some = ", ".join(f"{i} ({n:,} records)" for i, n in zip(busiest["interface_id"], busiest["records"],
+                                                             strict=True))
+    raise SgauditError(f"interface_id {interface_id!r} is neither in the snapshot nor in the flow logs"
+                       + (f" (closest: {close[0]})" if close else "")
+                       + (f"; the interfaces with the most records: {some}" if some else "")
+                       + "; check the ID (eni-…), or investigate a peer alone with interface_id empty")
 
 
 def rules_behind(analysis: Analysis, found: pd.DataFrame) -> pd.DataFrame:
@@ -370,6 +392,8 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
         total = sum((b - a for a, b in quiet), pd.Timedelta(0))
         out.append(f"For {duration(total)} of the window no interface has any traffic (logs missing, or "
                    "everything idle: see the note below), so rules had less time to be seen used.")
+    if skipped := skipped_text(analysis):
+        out.append(skipped)
     candidates = int(n.get("unused", 0)) + int(n.get("attempted", 0))
     if candidates:
         out.append(f"{candidates:,} {'rule is a candidate' if candidates == 1 else 'rules are candidates'} for "
@@ -383,8 +407,14 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
     if len(worst) > 3:
         out.append(f"{len(worst) - 3:,} more critical or high.")
     unexplained = for_groups(analysis.unexplained, analysis, group_ids)
-    out.append(f"{len(unexplained):,} accepted conversation{'s' * (len(unexplained) != 1)} no rule explains."
-               if len(unexplained) else "Every accepted conversation is allowed by a rule of the snapshot.")
+    if len(unexplained):
+        out.append(f"{len(unexplained):,} accepted conversation{'s' * (len(unexplained) != 1)} no rule explains.")
+    elif analysis.con.sql("SELECT count(*) FROM classified WHERE accepted").fetchall()[0][0]:
+        out.append("Every accepted conversation is allowed by a rule of the snapshot.")
+    else:
+        # "Every … is allowed" would be true of none: say that nothing was there to check.
+        out.append("No accepted conversation at an interface of the snapshot, so no traffic was checked "
+                   "against its rules.")
     return out
 
 
@@ -401,6 +431,24 @@ def _some(values: list[str], shown: int = 5) -> str:
     if not values:
         return "-"
     return ", ".join(values[:shown]) + (f" and {len(values) - shown:,} more" if len(values) > shown else "")
+
+
+def skipped_text(analysis: Analysis) -> str:
+    """A sentence on SKIPDATA records, or "" when there are none.
+
+    SKIPDATA is AWS saying it dropped an interval's records at an interface (capacity, an internal error).
+    SPEC counts the interface observed, so its groups' rules can be `unused` on traffic that was never
+    logged: the report's conclusion and the plan's limits say so. (One such record is no run that "says
+    nothing", so it is not one of the `warnings`.)
+    """
+    skipped = int(analysis.quality.set_index("bucket")["records"].get("skipdata", 0))
+    if not skipped:
+        return ""
+    where = analysis.con.sql("SELECT count(DISTINCT interface_id) FROM buckets WHERE bucket = 'skipdata'"
+                             ).fetchall()[0][0]
+    return (f"AWS skipped records at {where:,} interface{'s' * (where != 1)} ({skipped:,} SKIPDATA "
+            f"record{'s' * (skipped != 1)}): the traffic of those intervals is in no result, so rules of their "
+            "groups may look unused or less used than they were.")
 
 
 def warnings(analysis: Analysis) -> list[str]:
@@ -427,7 +475,12 @@ def warnings(analysis: Analysis) -> list[str]:
                                       f"{_iso(pd.Timestamp(hi, unit='ms', tz='UTC'))})")
         out.append(f"none of the {total - malformed:,} records read is in the window{span}: every rule is "
                    "unobserved or unattached; check --start and --end against the logs.")
-    elif len(snap) and not snap["observed"].any():
+    elif not len(snap):
+        n = int(q.get("interface_not_in_snapshot", 0))
+        records = f" and the {n:,} records, at interfaces not in it, count for coverage only" if n else ""
+        out.append("the snapshot holds no network interface (network-interfaces.json lists none), so every "
+                   f"rule is unattached{records}: was it taken in the account and region of the flow logs?")
+    elif not snap["observed"].any():
         if (~cov["in_snapshot"]).any():
             # Not an error (SPEC: such records count for coverage only), but almost always a mix-up.
             out.append("no interface of the snapshot is in these logs: is the snapshot of another account or "
@@ -470,7 +523,9 @@ def quiet_stretches(timeline) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     out, start = [], None
     for t in [*timeline.times, None]:
         if t is not None and t not in active:
-            start = t if start is None else start
+            # The first bucket starts on the grid, before a window that does not (--start 13:07, 5 min
+            # buckets: 13:05): the stretch starts no earlier than the window, as it ends no later.
+            start = max(lo, t) if start is None else start
             continue
         if start is not None:
             end = min(hi, t) if t is not None else hi
@@ -497,7 +552,7 @@ def duration(td: pd.Timedelta) -> str:
     """A window length for a sentence: ``4 h 59 min``, ``2 d 3 h``, ``45 s``."""
     secs = int(td.total_seconds())
     if secs < 60:
-        return f"{secs} s"
+        return f"{td.total_seconds():.3g} s"  # a window of one millisecond record: 0.5 s, not 0 s
     days, rest = divmod(secs, 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60
@@ -506,7 +561,7 @@ def duration(td: pd.Timedelta) -> str:
 
 
 def _iso(ts: pd.Timestamp | None) -> str:
-    return "" if ts is None or pd.isna(ts) else ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_time(ts)
 
 
 def _sorted_ports(ports: str) -> str:
