@@ -755,3 +755,29 @@ def test_control_bytes_of_a_garbage_line_are_shown_not_passed_on(tmp_path):
     result = sgaudit.analyze(log, inv)
     [value] = result.problems.loc[result.problems["kind"] == "malformed_line", "value"]
     assert value == "\\x1b[31mred\\x00 nul\\x7f"
+
+
+def test_flow_logs_aws_writes_that_sgaudit_cannot_use_say_what_they_are(tmp_path):
+    inv = web_snapshot().write(tmp_path / "inv")
+    # A transit gateway's flow log names no interface: no custom format can fix that, so none is asked for.
+    tgw = ["version", "resource-type", "account-id", "tgw-id", "tgw-attachment-id", "srcaddr", "dstaddr",
+           "srcport", "dstport", "protocol", "packets", "bytes", "start", "end", "log-status", "tcp-flags"]
+    log = write_text(tmp_path / "tgw" / "x.log.gz", [" ".join(tgw), " ".join(
+        ["6", "TransitGateway", "123456789012", "tgw-0a", "tgw-attach-0b", CLIENT, SERVER, "40000", "80", "6", "1",
+         "60", str(T0), str(T0 + 60), "OK", "2"])])
+    with pytest.raises(sgaudit.FlowLogFormatError, match="a transit gateway flow log .*no interface-id, action.*"
+                                                         "VPC flow logs of the VPCs behind the transit gateway"):
+        sgaudit.analyze(log, inv)
+    # A CloudWatch Logs export task's file: every line starts with the event's timestamp.
+    export = write_text(tmp_path / "exportedlogs" / "000000.gz",
+                        ["2025-02-06T15:04:00.000Z " + line(GOOD[0], V2)])
+    export_task = (r"starts with a timestamp \(2025-02-06T15:04:00.000Z\), as the files of a CloudWatch Logs "
+                   r"export task.*cut -d' ' -f2-")
+    with pytest.raises(sgaudit.FlowLogFormatError, match=export_task):
+        sgaudit.analyze(export, inv)
+    # A Parquet file gzipped whole: AWS compresses inside Parquet, and the fix is to gunzip it.
+    parquet = write_parquet(tmp_path / "p" / "x.parquet", GOOD)
+    packed = tmp_path / "p" / "x.parquet.gz"
+    packed.write_bytes(gzip.compress(parquet.read_bytes()))
+    with pytest.raises(sgaudit.FlowLogReadError, match="a Parquet file compressed whole with gzip; gunzip it first"):
+        sgaudit.analyze(packed, inv)

@@ -379,3 +379,16 @@ def test_a_window_of_millisecond_records_is_shown_with_its_milliseconds(tmp_path
     assert (hi - lo) == pd.Timedelta(milliseconds=500)
     assert f"window      {lo:%Y-%m-%dT%H:%M:%S}Z .. {hi:%Y-%m-%dT%H:%M:%S}.500Z" in summary(result)
     assert summaries.duration(hi - lo) == "0.5 s"
+
+
+def test_cloudwatch_pages_appended_to_one_file_are_read_in_order(tmp_path):
+    # `aws logs filter-log-events --starting-token … >> events.json`, page by page: whole documents in a row.
+    inv = web_snapshot().write(tmp_path / "inv")
+    syn, synack = http_handshake()
+    first = write_cloudwatch(tmp_path / "p1.json", [syn], V5).read_text()
+    second = write_cloudwatch(tmp_path / "p2.json", [synack], V5).read_text()
+    log = tmp_path / "events.json"
+    log.write_text(first + "\n" + second + "\n")
+    result = sgaudit.analyze(log, inv, log_format=" ".join(V5))
+    assert_http_established(result)
+    assert result.quality.set_index("bucket").loc["total", "records"] == 2

@@ -188,6 +188,14 @@ def parse_format(text: str, where: str = "--format") -> tuple[str, ...]:
 def check_required(names: tuple[str, ...], where: str) -> None:
     """Raise `FlowLogFormatError` listing every required field missing from a format, all at once."""
     missing = [n for n in REQUIRED if n not in names]
+    if missing and any(n.startswith("tgw-") for n in names) and "interface-id" in missing:
+        # A transit gateway's flow log: no format of it names an interface or a security group's verdict.
+        raise FlowLogFormatError(
+            f"{where}: a transit gateway flow log (it has {', '.join([n for n in names if n.startswith('tgw-')][:2])}"
+            f"… and no {', '.join(missing)}): its records name no network interface, so they cannot be "
+            "attributed to security group rules. Give sgaudit the VPC flow logs of the VPCs behind the "
+            "transit gateway (aws ec2 create-flow-logs --resource-type VPC) instead."
+        )
     if missing:
         raise FlowLogFormatError(
             f"{where}: the log format lacks {', '.join(missing)}; sgaudit needs {' '.join(REQUIRED)} "

@@ -55,6 +55,9 @@ _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: counts as one malformed record (a blank line would be passed over, and the event lost).
 EMPTY_MESSAGE = "(empty message)"
 
+#: The start of a line of a CloudWatch Logs export task's file: the event's own timestamp, then its message.
+_EXPORT_TASK_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z \S")
+
 #: Extensions a folder walk passes over: they are documentation or bookkeeping, never flow logs.
 _NOT_LOGS = {".md", ".rst", ".html", ".py", ".yml", ".yaml", ".csv", ".sha256", ".manifest"}
 #: Names a folder walk passes over whatever their extension (``README``, ``README.txt``, ``LICENSE``): not
@@ -241,6 +244,10 @@ def _not_text(path: Path, start: bytes, inside: str = "") -> None:
     Such files would otherwise be read as text with the wrong number of fields, and the advice to pass
     ``--format`` would send the user the wrong way.
     """
+    if inside and start.startswith(PARQUET_MAGIC):
+        # A literal reading of "each file is compressed": AWS compresses inside Parquet, not around it.
+        raise FlowLogReadError(f"{path}: a Parquet file compressed whole with gzip; gunzip it first "
+                               "(Parquet compresses its own pages, and sgaudit reads such files as they are).")
     for magic, what, todo in _OTHER_FILES:
         if start.startswith(magic):
             raise FlowLogReadError(f"{path}: the file{inside} is {what}, not a flow log; {todo}.")
@@ -324,6 +331,14 @@ def sniff(path: Path, fmt: tuple[str, ...] | None = None) -> FlowLogFile:
         return FlowLogFile(path, "text" if len(lines) > 1 else "empty", names, True, is_gzip)
     names = fmt or fields.DEFAULT_FORMAT
     n = len(line.split())
+    if n != len(names) and _EXPORT_TASK_LINE.match(line):
+        # CreateExportTask (CloudWatch Logs → S3) writes each event as "<its ISO timestamp> <message>".
+        raise FlowLogFormatError(
+            f"{path}, line 1: starts with a timestamp ({line.split()[0]}), as the files of a CloudWatch Logs "
+            "export task (aws logs create-export-task) write each event: that is no flow-log field. Cut it off "
+            "first (zcat FILE | cut -d' ' -f2- > FILE.log) and pass the result with --format set to the flow "
+            "log's LogFormat, or read the log group directly: --flow-logs cloudwatch://LOG-GROUP."
+        )
     if n != len(names):
         origin = "--format" if fmt else "the default version-2 format (no header line, no --format given)"
         raise FlowLogFormatError(
@@ -524,7 +539,8 @@ def _events(path: Path, text: str) -> list:
     except json.JSONDecodeError as exc:
         if exc.msg != "Extra data":  # more than one value: one event per line; otherwise a broken document
             raise FlowLogReadError(_json_problem(path, text, exc)) from exc
-        return _event_per_line(path, text)
+        pages = _appended_pages(text)
+        return [ev for page in pages for ev in page["events"]] if pages else _event_per_line(path, text)
     if isinstance(doc, dict) and "events" not in doc:
         if "message" in doc:
             return [doc]  # a file of one event object per line, with one line
@@ -538,6 +554,27 @@ def _events(path: Path, text: str) -> list:
         raise FlowLogReadError(f"{path}: 'events' is not a list but {str(events)[:120]!r}; expected the output "
                                "of 'aws logs filter-log-events'")
     return events
+
+
+def _appended_pages(text: str) -> list[dict] | None:
+    """Several ``{"events": [...]}`` documents one after the other, or None when the text is not that.
+
+    What ``aws logs filter-log-events … >> FILE`` leaves when it is run page by page (``--starting-token``):
+    each page is a whole document, and the events are those of every page in order.
+    """
+    decoder, pages, pos = json.JSONDecoder(), [], 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        try:
+            doc, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return None
+        if not (isinstance(doc, dict) and isinstance(doc.get("events"), list)):
+            return None
+        pages.append(doc)
+    return pages
 
 
 def _json_problem(path: Path, text: str, exc: json.JSONDecodeError) -> str:
