@@ -17,6 +17,7 @@ import sgaudit
 from builders import T0, V2, Snapshot, handshake, rec, run
 from sgaudit import summaries
 from sgaudit.errors import SgauditError
+from sgaudit.output import iso_time
 from sgaudit.timeline import bucket_starts, choose_bucket
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_logs"
@@ -342,7 +343,7 @@ def test_overview_names_window_and_coverage(sample):
     o = summaries.overview(sample).set_index("item")["value"]
     # No --start/--end: the window is the records' span, both ends included, and the labels say so.
     assert o["window start (UTC, the first record's start)"] == "2025-02-06T11:00:00Z"
-    assert o["window end (UTC, the last record's end)"] == summaries._iso(sample.window[1])
+    assert o["window end (UTC, the last record's end)"] == iso_time(sample.window[1])
     assert o["accounts in the snapshot"] == "002244369527"  # the scope, for an auditor with only the report
     assert o["VPCs in the snapshot"] == str(sample.inventory.groups["vpc_id"].nunique())
     # Absolute paths: a report is read far from where the notebook ran.

@@ -22,6 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from .errors import SgauditError
+from .output import iso_time
 from .summaries import PEERS_UNKNOWN, quiet_stretches, shown_statuses
 from .tables import protocol_name, require_columns
 from .usage import STATUSES
@@ -544,10 +545,6 @@ def port_heatmap(timeline, scope: str = "group", direction: str = "inbound", top
 # --- peers and rejected ports ---------------------------------------------------------------------------
 
 
-def _iso(value) -> str:
-    return "" if pd.isna(value) else pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def top_talkers(talkers: pd.DataFrame, n: int = 20) -> go.Figure:
     """The `n` peers with the most accepted connections, as horizontal bars.
 
@@ -571,7 +568,7 @@ def top_talkers(talkers: pd.DataFrame, n: int = 20) -> go.Figure:
     of = f" of {len(talkers):,}" if len(talkers) > len(top) else ""
     title = f"Top {len(top)}{of} peers by accepted connections"
     custom = [[as_text(r.peer), r.interfaces, as_text(_short(str(r.ports), 80)), r.bytes, r.packets,
-               _iso(r.last_seen)] for r in top.itertuples(index=False)]
+               iso_time(r.last_seen)] for r in top.itertuples(index=False)]
     fig = go.Figure(go.Bar(
         orientation="h", y=[as_text(_short(str(p))) for p in top["peer"]], x=top["connections"].tolist(),
         customdata=custom, marker_color=PEER_COLOUR,

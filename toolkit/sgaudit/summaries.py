@@ -322,15 +322,15 @@ def overview(analysis: Analysis) -> pd.DataFrame:
     rows = [
         # Which side is whose: a window the user gave is [start, end); one taken from the records runs from
         # the first record's start to the last one's end, both included.
-        (_window_label("start", analysis.bounds_ms[0], "first record's start"), _iso(lo)),
-        (_window_label("end", analysis.bounds_ms[1], "last record's end", given="excluded"), _iso(hi)),
+        (_window_label("start", analysis.bounds_ms[0], "first record's start"), iso_time(lo)),
+        (_window_label("end", analysis.bounds_ms[1], "last record's end", given="excluded"), iso_time(hi)),
         ("window length", duration(hi - lo) if lo is not None and hi is not None else "no records"),
         # Which accounts and VPCs were audited: an auditor holding only the report can check its scope.
         ("accounts in the snapshot", _some(sorted(set(groups["owner_id"].dropna()) - {""}))),
         ("VPCs in the snapshot", f"{len(set(groups['vpc_id'].dropna()) - {''}):,}"),
         ("flow logs", _sources(analysis.call)),
         ("inventory snapshot", analysis.call.get("inventory") or "-"),
-        ("analysed (UTC)", f"{_iso(analysis.call.get('started'))} by sgaudit {__version__}"),
+        ("analysed (UTC)", f"{iso_time(analysis.call.get('started'))} by sgaudit {__version__}"),
         ("flow-log files read", f"{len(analysis.files):,}"),
         ("records read", f"{int(q.get('total', 0)):,}"),
         ("records in conversations", f"{int(q.get('conversation', 0)):,}"),
@@ -382,7 +382,7 @@ def verdict(analysis: Analysis, found: pd.DataFrame, group_ids=None, timeline=No
     n = shown.value_counts()
     statuses = [f"{int(n[s]):,} {_IN_WORDS.get(s, s)}" for s in order if s in n.index]
     lo, hi = analysis.window
-    window = (f"over the {duration(hi - lo)} from {_iso(lo)} to {_iso(hi)}" if lo is not None and hi is not None
+    window = (f"over the {duration(hi - lo)} from {iso_time(lo)} to {iso_time(hi)}" if lo is not None and hi is not None
               else "with no flow-log record in the window")
     groups = rules_["group_id"].nunique()
     out = [f"{len(rules_):,} rule{'s' * (len(rules_) != 1)} in {groups:,} security group{'s' * (groups != 1)} "
@@ -471,8 +471,8 @@ def warnings(analysis: Analysis) -> list[str]:
     elif outside and outside + malformed == total:
         lo, hi = analysis.con.sql("SELECT min(first_ms), max(last_ms) FROM buckets WHERE bucket = 'outside_window'"
                                   ).fetchall()[0]
-        span = "" if lo is None else (f" (they span {_iso(pd.Timestamp(lo, unit='ms', tz='UTC'))} to "
-                                      f"{_iso(pd.Timestamp(hi, unit='ms', tz='UTC'))})")
+        span = "" if lo is None else (f" (they span {iso_time(pd.Timestamp(lo, unit='ms', tz='UTC'))} to "
+                                      f"{iso_time(pd.Timestamp(hi, unit='ms', tz='UTC'))})")
         out.append(f"none of the {total - malformed:,} records read is in the window{span}: every rule is "
                    "unobserved or unattached; check --start and --end against the logs.")
     elif not len(snap):
@@ -540,7 +540,7 @@ def quiet_text(stretches: list[tuple[pd.Timestamp, pd.Timestamp]], window: tuple
     if not stretches:
         return ""
     lo, hi = window
-    shown = "; ".join(f"{_iso(a)} to {_iso(b)} ({duration(b - a)})" for a, b in stretches[:3])
+    shown = "; ".join(f"{iso_time(a)} to {iso_time(b)} ({duration(b - a)})" for a, b in stretches[:3])
     more = f" and {len(stretches) - 3} more" if len(stretches) > 3 else ""
     total = sum((b - a for a, b in stretches), pd.Timedelta(0))
     return (f"no interface has any traffic, accepted or rejected, from {shown}{more}: {duration(total)} of the "
@@ -558,10 +558,6 @@ def duration(td: pd.Timedelta) -> str:
     minutes = rest // 60
     parts = [f"{days} d"] * bool(days) + [f"{hours} h"] * bool(hours) + [f"{minutes} min"] * bool(minutes)
     return " ".join(parts[:2])  # two units say enough: "2 d 3 h", not "2 d 3 h 4 min"
-
-
-def _iso(ts: pd.Timestamp | None) -> str:
-    return iso_time(ts)
 
 
 def _sorted_ports(ports: str) -> str:
