@@ -338,16 +338,6 @@ def write_region(folder: str | Path, snap: RegionSnapshot) -> Path:
     return folder
 
 
-def snapshot_region(session, region: str, folder: str | Path, *, endpoint_url: str | None = None,
-                    step: Callable[[str], None] | None = None) -> Path:
-    """Write the snapshot of one region into ``folder``: `read_region`, then `write_region`.
-
-    Nothing is written unless every call succeeded: a denied or failed call leaves the folder as it was.
-    Raises what `read_region` raises; returns ``folder``.
-    """
-    return write_region(folder, read_region(session, region, endpoint_url=endpoint_url, step=step))
-
-
 def read(session, regions: str | Sequence[str] | None, out_dir: str | Path, *, endpoint_url: str | None = None,
          progress: bool | None = None, tree: bool | None = None) -> list[tuple[Path, RegionSnapshot]]:
     """Make every call of a snapshot of one or several regions and say where each region goes; write nothing.
